@@ -1,0 +1,3 @@
+"""leadrelay: delivers leads to CRMs — judged, logged, retried, replayable."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Built-in connectors. Each registers through the ``leadrelay.connectors`` entry points."""

@@ -1,0 +1,138 @@
+"""The connector base class: what a CRM connector is to the engine.
+
+A connector is a class with a ``name``, registered through the
+``register_connectors`` hook (see :mod:`leadrelay.engine.hookspecs`). The
+engine makes one instance per integration and keeps it for as long as the
+integration's configuration is unchanged, so anything costly (a zeep
+``Client``, a parsed template) is built once and reused across deliveries and
+threads.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pydantic
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .expectations import Expectations
+    from .outcome import Verdict
+    from .transport import HttpClient
+    from .wire import CrmResponse, RenderedRequest
+
+
+class ConnectorConfig(pydantic.BaseModel):
+    """Base for a connector's integration config.
+
+    Unknown keys are refused. Declare secrets as ``pydantic.SecretStr``: the
+    engine encrypts them at rest, redacts them from every attempt and output,
+    and never shows them back.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class LeadEnvelope:
+    """One lead as a connector sees it, for one delivery."""
+
+    fields: Mapping[str, Any]
+    lead_id: int
+    delivery_id: int
+    idempotency_key: str
+    form_id: int
+    source: str
+    received_at: datetime
+    attempt: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Connector(abc.ABC):
+    """Sends a rendered lead to one CRM and judges its answer.
+
+    Subclasses set :attr:`name` and :attr:`Config`, and implement :meth:`render`
+    and :meth:`send`. :meth:`judge` has a default that fits HTTP APIs.
+    """
+
+    #: The name integrations use to pick this connector (``connector = "..."``).
+    name: ClassVar[str]
+    #: The pydantic model of this connector's integration config.
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+    #: Expectations used when an integration declares none.
+    default_expectations: ClassVar[Mapping[str, Any]] = {
+        "combine": "all",
+        "rules": [{"kind": "status", "in": ["2xx"]}],
+    }
+    #: Capability flag: the connector sends the delivery's idempotency key.
+    supports_idempotency_key: ClassVar[bool] = False
+
+    def __init__(self, config: ConnectorConfig, settings: Mapping[str, Any] | None = None):
+        self.config = config
+        self.settings: Mapping[str, Any] = settings or {}
+
+    # -- configuration time ---------------------------------------------------------
+
+    @classmethod
+    def parse_config(cls, raw: Mapping[str, Any]) -> ConnectorConfig:
+        """Validate a raw integration config; raise :class:`ConfigError` naming the field."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError("config must be an object", field="config")
+        try:
+            return cls.Config.model_validate(dict(raw))
+        except pydantic.ValidationError as exc:
+            raise ConfigError(_first_error(exc, prefix="config")) from None
+
+    def check(self) -> None:
+        """Deeper checks at configuration time (reach a WSDL, find an operation).
+
+        Raise :class:`ConfigError` naming what is wrong. The default does nothing.
+        """
+
+    # -- delivery time --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def render(self, lead: LeadEnvelope) -> RenderedRequest:
+        """Build the request that would deliver ``lead``, without sending it.
+
+        Used by :meth:`send` and by dry runs. Must not perform network I/O
+        other than loading cached metadata (a WSDL).
+        """
+
+    @abc.abstractmethod
+    def send(self, lead: LeadEnvelope, http: HttpClient) -> CrmResponse:
+        """Deliver ``lead`` through ``http`` and return the CRM's final answer.
+
+        Every request goes through ``http`` so it is recorded, redacted, timed,
+        sent through the static-IP proxy when the integration uses one, and its
+        network failures become :class:`~leadrelay.engine.errors.TransientError`.
+        Raise :class:`~leadrelay.engine.errors.DeliveryError` subclasses for
+        failures found before the final answer (a failed login step).
+        """
+
+    def judge(self, response: CrmResponse, expectations: Expectations) -> Verdict:
+        """Decide the outcome of ``response``. The default suits HTTP APIs:
+        429 is throttled, 5xx transient, anything else judged by ``expectations``.
+        """
+        from .judging import judge_http
+
+        return judge_http(response, expectations)
+
+    def close(self) -> None:
+        """Release what the instance holds. Called when its integration changes."""
+
+
+def _first_error(exc: pydantic.ValidationError, *, prefix: str) -> str:
+    """One line naming the first invalid field of a pydantic error."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *err["loc"]))
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{loc}: required"
+    return f"{loc}: {err['msg']}"

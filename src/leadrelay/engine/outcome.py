@@ -1,0 +1,61 @@
+"""The verdict on one attempt: its outcome, the reason, and the rule trace behind it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended."""
+
+    ACCEPTED = "accepted"
+    """The CRM took the lead: the response met the expectations."""
+    REJECTED = "rejected"
+    """The CRM answered and said no, or did not answer as expected."""
+    TRANSIENT = "transient"
+    """Timeout, connection error or 5xx: worth trying again."""
+    THROTTLED = "throttled"
+    """HTTP 429: try again, no sooner than ``Retry-After``."""
+    PROXY_ERROR = "proxy_error"
+    """The static-IP proxy failed; the CRM was not judged."""
+
+    @property
+    def is_success(self) -> bool:
+        """True only for :attr:`ACCEPTED`."""
+        return self is Outcome.ACCEPTED
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """What one expectation rule saw and concluded."""
+
+    rule: str
+    passed: bool
+    detail: str
+    seen: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"rule": self.rule, "passed": self.passed, "detail": self.detail, "seen": self.seen}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The engine's judgement of one attempt.
+
+    ``decided_by`` names the rule (or transport condition) that settled the
+    outcome; ``trace`` lists every rule evaluated, in order.
+    """
+
+    outcome: Outcome
+    reason: str
+    decided_by: str = ""
+    trace: tuple[RuleTrace, ...] = field(default_factory=tuple)
+    crm_reference: str | None = None
+    retry_after: float | None = None
+
+    def trace_dicts(self) -> list[dict[str, Any]]:
+        """The trace as JSON-ready dicts."""
+        return [t.as_dict() for t in self.trace]

@@ -1,0 +1,227 @@
+"""Finding, loading and validating connector plugins.
+
+Load order (the one tox uses): add the hookspecs → block what ``plugins.toml``
+disables → load every entry point of ``leadrelay.connectors`` (built-in
+connectors are entry points too) → ``check_pending`` → collect connector and
+expectation classes. A plugin that fails any step is left out and reported;
+the engine starts with the rest. Nothing else touches ``pm.hook``: the typed
+:class:`Plugins` wrapper is the only caller.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .connector import Connector
+from .errors import ConfigError, UnknownConnector
+
+ENTRY_POINT_GROUP = "leadrelay.connectors"
+#: Comma-separated entry-point names of third-party plugins to load; empty loads none.
+LOAD_PLUGINS_ENV = "LEADRELAY_LOAD_PLUGINS"
+BUILTIN_DISTRIBUTION = "leadrelay"
+
+
+@dataclass(frozen=True)
+class ConnectorInfo:
+    """One discovered connector, as ``leadrelay plugins`` lists it."""
+
+    name: str
+    plugin: str
+    package: str
+    version: str
+    enabled: bool
+    why_not: str = ""
+    cls: type[Connector] | None = None
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be used, and why."""
+
+    plugin: str
+    package: str
+    reason: str
+
+
+class Plugins:
+    """The loaded connectors and expectation kinds; the typed face of the plugin manager."""
+
+    def __init__(
+        self,
+        connector_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        extra_plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+    ) -> None:
+        self._settings = {k: dict(v) for k, v in (connector_settings or {}).items()}
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.problems: list[PluginProblem] = []
+        self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (package, version)
+        self._connectors: dict[str, ConnectorInfo] = {}
+        self._disabled = {n for n, s in self._settings.items() if s.get("enabled", True) is False}
+        for name in self._disabled:
+            self.pm.set_blocked(name)
+        if load_entry_points:
+            self._load_entry_points()
+        for plugin in extra_plugins:
+            self._register(plugin, getattr(plugin, "__name__", None), ("(local)", ""))
+        self._collect_connectors()
+        self.expectation_kinds = self._collect_expectation_kinds()
+        self._check_enabled_are_installed()
+
+    # -- loading --------------------------------------------------------------------
+
+    def _load_entry_points(self) -> None:
+        wanted = os.environ.get(LOAD_PLUGINS_ENV)
+        allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist
+            package = dist.metadata["Name"] if dist else "?"
+            version = dist.version if dist else "?"
+            builtin = package == BUILTIN_DISTRIBUTION
+            if not builtin and allow is not None and ep.name not in allow:
+                continue
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                self._origin.setdefault(ep.name, (package, version))
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken package must not stop the engine
+                self.problems.append(
+                    PluginProblem(ep.name, package, f"import failed: {type(exc).__name__}: {exc}")
+                )
+                continue
+            self._register(plugin, ep.name, (package, version))
+
+    def _register(self, plugin: object, name: str | None, origin: tuple[str, str]) -> None:
+        try:
+            registered = self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            self.problems.append(PluginProblem(name or "?", origin[0], f"invalid hook: {exc}"))
+            return
+        except ValueError as exc:  # duplicate plugin name
+            self.problems.append(PluginProblem(name or "?", origin[0], str(exc)))
+            return
+        if registered:
+            self._origin[registered] = origin
+
+    def _collect_connectors(self) -> None:
+        for plugin_name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            package, version = self._origin.get(plugin_name, ("?", "?"))
+            found: list[type[Connector]] = []
+            hook = self.pm.subset_hook_caller(
+                "register_connectors",
+                remove_plugins=[p for p in self.pm.get_plugins() if p is not plugin],
+            )
+            try:
+                hook(register=found.append)
+            except Exception as exc:
+                self.problems.append(
+                    PluginProblem(plugin_name, package, f"register_connectors failed: {exc}")
+                )
+                continue
+            for cls in found:
+                self._add_connector(cls, plugin_name, package, version)
+
+    def _add_connector(self, cls: object, plugin: str, package: str, version: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            self.problems.append(PluginProblem(plugin, package, f"{cls!r} is not a Connector"))
+            return
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            self.problems.append(PluginProblem(plugin, package, f"{cls.__name__} has no name"))
+            return
+        if name in self._connectors:
+            other = self._connectors[name]
+            self.problems.append(
+                PluginProblem(
+                    plugin,
+                    package,
+                    f"connector {name!r} is already registered by {other.package}",
+                )
+            )
+            return
+        enabled = name not in self._disabled
+        self._connectors[name] = ConnectorInfo(
+            name, plugin, package, version, enabled,
+            "" if enabled else "disabled in plugins.toml", cls,
+        )
+
+    def _collect_expectation_kinds(self) -> dict[str, type]:
+        from .expectations import builtin_rules
+
+        kinds: dict[str, type] = {}
+
+        def register(cls: type) -> None:
+            kind = getattr(cls, "kind", None)
+            if not isinstance(kind, str) or kind in kinds:
+                self.problems.append(
+                    PluginProblem("?", "?", f"expectation kind {kind!r} refused (duplicate or unnamed)")
+                )
+                return
+            kinds[kind] = cls
+
+        for rule in builtin_rules():
+            register(rule)
+        self.pm.hook.register_expectation_kinds(register=register)
+        return kinds
+
+    def _check_enabled_are_installed(self) -> None:
+        for name, settings in self._settings.items():
+            if settings.get("enabled", True) and name not in self._connectors:
+                self.problems.append(
+                    PluginProblem(
+                        name, "?",
+                        f"connector {name!r} is enabled in plugins.toml but not installed",
+                    )
+                )
+
+    # -- use ------------------------------------------------------------------------
+
+    def available(self) -> list[str]:
+        """Names of the connectors integrations can use."""
+        return sorted(n for n, info in self._connectors.items() if info.enabled)
+
+    def listing(self) -> list[ConnectorInfo]:
+        """Every discovered connector, enabled or not."""
+        return sorted(self._connectors.values(), key=lambda i: i.name)
+
+    def connector_class(self, name: str) -> type[Connector]:
+        """The class of an enabled connector; :class:`UnknownConnector` otherwise."""
+        info = self._connectors.get(name)
+        if info is None or info.cls is None:
+            raise UnknownConnector(f"unknown connector {name!r}", plugin=name,
+                                   available=self.available())
+        if not info.enabled:
+            raise UnknownConnector(f"connector {name!r} is disabled in plugins.toml",
+                                   plugin=name, available=self.available())
+        return info.cls
+
+    def settings_for(self, name: str) -> dict[str, Any]:
+        """The ``[connectors.NAME]`` table of ``plugins.toml`` (without ``enabled``)."""
+        return {k: v for k, v in self._settings.get(name, {}).items() if k != "enabled"}
+
+    def build(self, name: str, raw_config: Mapping[str, Any]) -> Connector:
+        """Validate ``raw_config`` for connector ``name`` and return a ready instance."""
+        cls = self.connector_class(name)
+        config = cls.parse_config(raw_config)
+        try:
+            return cls(config, self.settings_for(name))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"connector {name!r} refused its config: {exc}",
+                              field="config") from None
