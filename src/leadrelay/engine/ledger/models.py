@@ -1,0 +1,200 @@
+"""The ledger's tables, as typed SQLAlchemy ORM classes.
+
+Changes to this module need an Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: JSON everywhere, JSONB on PostgreSQL.
+Json = JSON().with_variant(JSONB(), "postgresql")
+#: 64-bit ids on PostgreSQL; SQLite needs plain INTEGER for its rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of the ledger's tables."""
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a delivery stands."""
+
+    PENDING = "pending"
+    """Waiting for its next attempt at ``next_due_at``."""
+    SENDING = "sending"
+    """Claimed by a worker until ``lease_until``."""
+    DELIVERED = "delivered"
+    """The CRM accepted it."""
+    NOT_INTEGRATED = "not_integrated"
+    """Gave up after the last attempt: it sits in the failed collection."""
+
+
+class LeadSource(enum.StrEnum):
+    """Where a lead came from."""
+
+    FORM = "form"
+    FACEBOOK = "facebook"
+    EXTERNAL = "external"
+    IMPORT = "import"
+
+
+class Plan(Base):
+    """A plan caps how many integrations an account may have active."""
+
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    max_active_integrations: Mapped[int] = mapped_column(Integer)
+
+
+class Account(Base):
+    """A customer: owns forms, gets the failure digest."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_email: Mapped[str] = mapped_column(String(320))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"))
+    api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    plan: Mapped[Plan] = relationship(lazy="joined")
+
+
+class Form(Base):
+    """A lead-capture form; its integrations receive every lead it gets."""
+
+    __tablename__ = "forms"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Integration(Base):
+    """One CRM a form's leads go to, through one connector."""
+
+    __tablename__ = "integrations"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    connector: Mapped[str] = mapped_column(String(100))
+    #: The connector config with secrets sealed (see ``engine.secrets``).
+    config: Mapped[dict[str, Any]] = mapped_column(Json)
+    expectations: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    #: The static-IP proxy pool this integration's traffic goes through, if any.
+    static_ip_pool: Mapped[str | None] = mapped_column(String(100))
+    realtime: Mapped[bool] = mapped_column(default=False)
+    #: Seconds a real-time submission waits for this CRM before answering.
+    realtime_budget: Mapped[float] = mapped_column(default=3.0)
+    active: Mapped[bool] = mapped_column(default=False, index=True)
+    #: Bumped on every change, so workers rebuild their cached connector.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Lead(Base):
+    """A lead as received: payload and source. Never changed after it is accepted."""
+
+    __tablename__ = "leads"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    #: The source's own id of the lead (Facebook leadgen id, import row), for dedupe.
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("form_id", "source", "external_id", name="uq_leads_external"),
+    )
+
+
+class Delivery(Base):
+    """One lead to one integration: its state, attempts and next due time."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    #: Attempts in the current round (replay starts a new round).
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Attempts over the delivery's whole life.
+    total_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When a broker message for it is expected to arrive; the sweeper re-sends after that.
+    queued_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    crm_reference: Mapped[str | None] = mapped_column(String(500))
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    replays: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "integration_id", name="uq_deliveries_lead_integration"),
+        Index("ix_deliveries_state_due", "state", "next_due_at"),
+        Index("ix_deliveries_integration_state", "integration_id", "state"),
+    )
+
+
+class Attempt(Base):
+    """One try of one delivery: what was sent, what came back, and the verdict."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[float] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
+    #: Every request/response exchange of the attempt (redacted, bodies bounded).
+    exchanges: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    trace: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    proxy: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_attempts_delivery_number", "delivery_id", "number"),)

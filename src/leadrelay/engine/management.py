@@ -1,0 +1,269 @@
+"""Accounts, plans, forms and integrations: creating and changing them, validated first.
+
+Every change is validated completely before anything is written: bad input
+raises :class:`~leadrelay.engine.errors.BadInput` naming the field, and the
+ledger is left as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .clock import Clock
+from .errors import BadInput, ConfigError, NotFound, PlanLimitError
+from .expectations import Expectations
+from .ledger import Account, Form, Integration, Ledger, Plan
+from .plugins import Plugins
+from .retry import RetryPolicy
+from .runtime import ProxyRoutes
+from .secrets import SecretBox
+
+#: Plans every new ledger starts with (name → max active integrations).
+DEFAULT_PLANS = {"free": 1, "starter": 5, "growth": 25, "scale": 250}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INTEGRATION_FIELDS = frozenset(
+    {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool"}
+)
+
+
+class Management:
+    """The management verbs behind the CLI and the API."""
+
+    def __init__(
+        self, ledger: Ledger, plugins: Plugins, box: SecretBox, clock: Clock,
+        routes: ProxyRoutes | None = None,
+    ) -> None:
+        self.ledger, self.plugins, self.box, self.clock = ledger, plugins, box, clock
+        self.routes = routes or ProxyRoutes()
+
+    # -- plans and accounts ---------------------------------------------------------
+
+    def ensure_plans(self, session: Session) -> None:
+        """Create the default plans if the ledger has none."""
+        if session.scalar(select(func.count()).select_from(Plan)) == 0:
+            session.add_all(Plan(name=n, max_active_integrations=m) for n, m in DEFAULT_PLANS.items())
+            session.flush()
+
+    def create_plan(self, name: str, max_active_integrations: int) -> Plan:
+        """Add a plan."""
+        _require_name(name, "name")
+        if not isinstance(max_active_integrations, int) or max_active_integrations < 0:
+            raise BadInput("max_active_integrations: must be a whole number ≥ 0",
+                           field="max_active_integrations")
+        with self.ledger.session() as s:
+            if s.scalar(select(Plan).where(Plan.name == name)):
+                raise BadInput(f"name: a plan named {name!r} exists", field="name")
+            plan = Plan(name=name, max_active_integrations=max_active_integrations)
+            s.add(plan)
+        return plan
+
+    def create_account(self, name: str, owner_email: str, plan: str = "starter") -> Account:
+        """Add an account on ``plan``."""
+        _require_name(name, "name")
+        if not isinstance(owner_email, str) or not _EMAIL.match(owner_email):
+            raise BadInput(f"owner_email: {owner_email!r} is not an email address",
+                           field="owner_email")
+        with self.ledger.session() as s:
+            self.ensure_plans(s)
+            plan_row = s.scalar(select(Plan).where(Plan.name == plan))
+            if plan_row is None:
+                names = ", ".join(s.scalars(select(Plan.name).order_by(Plan.name)))
+                raise BadInput(f"plan: unknown plan {plan!r} (known: {names})", field="plan")
+            account = Account(name=name, owner_email=owner_email, plan_id=plan_row.id,
+                              created_at=self.clock.now())
+            s.add(account)
+            s.flush()
+            s.refresh(account)
+        return account
+
+    def accounts(self) -> list[Account]:
+        """Every account."""
+        with self.ledger.session() as s:
+            return list(s.scalars(select(Account).order_by(Account.id)))
+
+    # -- forms ----------------------------------------------------------------------
+
+    def create_form(self, account_id: int, name: str) -> Form:
+        """Add a form to an account."""
+        _require_name(name, "name")
+        with self.ledger.session() as s:
+            _get(s, Account, account_id, "account")
+            form = Form(account_id=account_id, name=name, created_at=self.clock.now())
+            s.add(form)
+        return form
+
+    def forms(self, account_id: int | None = None) -> list[Form]:
+        """Forms, of one account or of all."""
+        with self.ledger.session() as s:
+            q = select(Form).order_by(Form.id)
+            if account_id is not None:
+                q = q.where(Form.account_id == account_id)
+            return list(s.scalars(q))
+
+    # -- integrations ---------------------------------------------------------------
+
+    def create_integration(
+        self,
+        form_id: int,
+        *,
+        name: str,
+        connector: str,
+        config: Mapping[str, Any],
+        expectations: Mapping[str, Any] | None = None,
+        retry: Mapping[str, Any] | None = None,
+        realtime: bool = False,
+        realtime_budget: float = 3.0,
+        static_ip_pool: str | None = None,
+        active: bool = False,
+    ) -> Integration:
+        """Add an integration to a form; validated whole before it is written."""
+        _require_name(name, "name")
+        sealed, checked_expectations, policy = self._validate(
+            connector, config, expectations, retry, static_ip_pool
+        )
+        _check_realtime(realtime, realtime_budget)
+        now = self.clock.now()
+        with self.ledger.session() as s:
+            form = _get(s, Form, form_id, "form")
+            integration = Integration(
+                form_id=form_id, name=name, connector=connector, config=sealed,
+                expectations=checked_expectations, retry_policy=policy,
+                static_ip_pool=static_ip_pool, realtime=realtime,
+                realtime_budget=realtime_budget, active=False, revision=1,
+                created_at=now, updated_at=now,
+            )
+            s.add(integration)
+            s.flush()
+            if active:
+                self._activate(s, form.account_id, integration)
+        return integration
+
+    def update_integration(self, integration_id: int, **changes: Any) -> Integration:
+        """Change an integration's settings; workers pick the change up on its next delivery."""
+        unknown = set(changes) - _INTEGRATION_FIELDS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise BadInput(f"{key}: not a setting of an integration", field=key)
+        with self.ledger.session() as s:
+            integration = _get(s, Integration, integration_id, "integration")
+            config = changes.get("config")
+            if config is None:
+                config = self.box.unseal(integration.config)
+            sealed, checked_expectations, policy = self._validate(
+                integration.connector, config,
+                changes.get("expectations", integration.expectations),
+                changes.get("retry", integration.retry_policy),
+                changes.get("static_ip_pool", integration.static_ip_pool),
+            )
+            _check_realtime(changes.get("realtime", integration.realtime),
+                            changes.get("realtime_budget", integration.realtime_budget))
+            if "name" in changes:
+                _require_name(changes["name"], "name")
+                integration.name = changes["name"]
+            integration.config = sealed
+            integration.expectations = checked_expectations
+            integration.retry_policy = policy
+            for key in ("static_ip_pool", "realtime", "realtime_budget"):
+                if key in changes:
+                    setattr(integration, key, changes[key])
+            integration.revision += 1
+            integration.updated_at = self.clock.now()
+        return integration
+
+    def set_active(self, integration_id: int, active: bool) -> Integration:
+        """Switch an integration on or off. Activation respects the plan's cap."""
+        with self.ledger.session() as s:
+            integration = _get(s, Integration, integration_id, "integration")
+            if active and not integration.active:
+                form = _get(s, Form, integration.form_id, "form")
+                self._activate(s, form.account_id, integration)
+            elif not active:
+                integration.active = False
+            integration.updated_at = self.clock.now()
+        return integration
+
+    def integrations(self, form_id: int | None = None) -> list[Integration]:
+        """Integrations, of one form or of all."""
+        with self.ledger.session() as s:
+            q = select(Integration).order_by(Integration.id)
+            if form_id is not None:
+                q = q.where(Integration.form_id == form_id)
+            return list(s.scalars(q))
+
+    def get_integration(self, integration_id: int) -> Integration:
+        """One integration."""
+        with self.ledger.session() as s:
+            return _get(s, Integration, integration_id, "integration")
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _validate(
+        self,
+        connector: str,
+        config: Mapping[str, Any],
+        expectations: Mapping[str, Any] | None,
+        retry: Mapping[str, Any] | None,
+        static_ip_pool: str | None,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+        if not isinstance(connector, str) or not connector:
+            raise BadInput("connector: required", field="connector")
+        instance = self.plugins.build(connector, config)
+        try:
+            instance.check()
+        finally:
+            instance.close()
+        parsed = Expectations.parse(
+            expectations, self.plugins.expectation_kinds,
+            default=type(instance).default_expectations,
+        )
+        RetryPolicy.parse(retry)  # validation only: the raw form is what is stored
+        if static_ip_pool is not None:
+            self.routes.route(static_ip_pool)  # raises ConfigError when the pool is unknown
+        return (
+            self.box.seal(instance.config),
+            parsed.to_dict() if expectations else None,
+            dict(retry) if retry else None,
+        )
+
+    def _activate(self, s: Session, account_id: int, integration: Integration) -> None:
+        # Lock the account row so concurrent activations are counted one after another.
+        account = s.scalar(
+            select(Account).where(Account.id == account_id).with_for_update()
+        )
+        assert account is not None
+        active = s.scalar(
+            select(func.count())
+            .select_from(Integration)
+            .join(Form, Form.id == Integration.form_id)
+            .where(Form.account_id == account_id, Integration.active.is_(True))
+        ) or 0
+        if active >= account.plan.max_active_integrations:
+            raise PlanLimitError(plan=account.plan.name,
+                                 limit=account.plan.max_active_integrations, active=active)
+        integration.active = True
+
+
+def _require_name(value: Any, field: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{field}: required", field=field)
+    if len(value) > 200:
+        raise BadInput(f"{field}: at most 200 characters", field=field)
+
+
+def _check_realtime(realtime: Any, budget: Any) -> None:
+    if not isinstance(realtime, bool):
+        raise ConfigError("realtime: must be true or false", field="realtime")
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or not 0 < budget <= 30:
+        raise ConfigError("realtime_budget: seconds between 0 and 30", field="realtime_budget")
+
+
+def _get(s: Session, model: type[Any], ident: int, what: str) -> Any:
+    row = s.get(model, ident)
+    if row is None:
+        raise NotFound(f"{what} {ident} does not exist", field=f"{what}_id")
+    return row

@@ -1,0 +1,147 @@
+"""The retry policy: a pure function from (policy, attempt, outcome, Retry-After) to a due time.
+
+The engine — not the broker — decides when a failed delivery is tried again,
+and writes that time to the ledger.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import ConfigError
+from .outcome import Outcome
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any, *, field: str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"2m"``, ``"1.5h"``; :class:`ConfigError` otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{field}: expected a duration like '2m', got {value!r}", field=field)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ConfigError(
+                f"{field}: expected a duration like '30s', '2m' or '1h', got {value!r}",
+                field=field,
+            )
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"{field}: a duration cannot be negative", field=field)
+    return seconds
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how far apart a delivery is tried.
+
+    ``delays[i]`` is the wait after failed attempt ``i + 1``; the last delay
+    repeats when ``max_attempts`` exceeds ``len(delays) + 1``.
+    """
+
+    max_attempts: int = 3
+    delays: tuple[float, ...] = (120.0, 300.0)
+    #: Never retry a throttled (429) or timed-out delivery sooner than this.
+    floor: float = 30.0
+    #: A CRM's ``Retry-After`` is honoured up to this bound.
+    max_retry_after: float = 6 * 3600.0
+    #: Spread retries by up to this fraction, so a CRM outage does not end in a stampede.
+    jitter: float = 0.1
+    #: Retry when the CRM answered but not as expected (the product default).
+    retry_rejected: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, *, prefix: str = "retry") -> RetryPolicy:
+        """Build a policy from ``{"max_attempts": 3, "delays": ["2m", "5m"], ...}``."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{prefix}: must be an object", field=prefix)
+        known = {"max_attempts", "delays", "floor", "max_retry_after", "jitter", "retry_rejected"}
+        for key in raw:
+            if key not in known:
+                raise ConfigError(f"{prefix}.{key}: unknown key", field=f"{prefix}.{key}")
+        kwargs: dict[str, Any] = {}
+        if "max_attempts" in raw:
+            n = raw["max_attempts"]
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100:
+                raise ConfigError(
+                    f"{prefix}.max_attempts: must be an integer from 1 to 100",
+                    field=f"{prefix}.max_attempts",
+                )
+            kwargs["max_attempts"] = n
+        if "delays" in raw:
+            delays = raw["delays"]
+            if not isinstance(delays, list | tuple) or not delays:
+                raise ConfigError(
+                    f"{prefix}.delays: must be a non-empty list like ['2m', '5m']",
+                    field=f"{prefix}.delays",
+                )
+            kwargs["delays"] = tuple(
+                parse_duration(d, field=f"{prefix}.delays[{i}]") for i, d in enumerate(delays)
+            )
+        for key in ("floor", "max_retry_after"):
+            if key in raw:
+                kwargs[key] = parse_duration(raw[key], field=f"{prefix}.{key}")
+        if "jitter" in raw:
+            j = raw["jitter"]
+            if not isinstance(j, int | float) or not 0 <= j <= 1:
+                raise ConfigError(f"{prefix}.jitter: must be between 0 and 1",
+                                  field=f"{prefix}.jitter")
+            kwargs["jitter"] = float(j)
+        if "retry_rejected" in raw:
+            if not isinstance(raw["retry_rejected"], bool):
+                raise ConfigError(f"{prefix}.retry_rejected: must be true or false",
+                                  field=f"{prefix}.retry_rejected")
+            kwargs["retry_rejected"] = raw["retry_rejected"]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy in its configuration form (seconds)."""
+        return {
+            "max_attempts": self.max_attempts,
+            "delays": [f"{d:g}s" for d in self.delays],
+            "floor": f"{self.floor:g}s",
+            "max_retry_after": f"{self.max_retry_after:g}s",
+            "jitter": self.jitter,
+            "retry_rejected": self.retry_rejected,
+        }
+
+
+def next_due(
+    policy: RetryPolicy,
+    attempt: int,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> datetime | None:
+    """When to try again after failed attempt number ``attempt`` (1-based), or None to give up.
+
+    An accepted outcome never retries; a rejection retries only when the policy
+    says so. Throttled, transient and proxy failures wait at least ``floor``
+    and at least the CRM's ``Retry-After`` (clamped to ``max_retry_after``).
+    """
+    if outcome is Outcome.ACCEPTED or attempt >= policy.max_attempts:
+        return None
+    if outcome is Outcome.REJECTED and not policy.retry_rejected:
+        return None
+    delay = policy.delays[min(attempt - 1, len(policy.delays) - 1)]
+    if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT, Outcome.PROXY_ERROR):
+        # Even a zero-delay policy must not hammer a CRM that said "slow down".
+        if outcome is Outcome.THROTTLED:
+            delay = max(delay, policy.floor)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, policy.max_retry_after))
+    delay *= 1 + policy.jitter * rand()
+    return now + timedelta(seconds=delay)

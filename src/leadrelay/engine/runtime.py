@@ -1,0 +1,118 @@
+"""Per-integration runtime objects, built once and reused across deliveries.
+
+For each integration a worker keeps its connector instance, its transport (one
+``requests.Session``), its parsed expectations and retry policy. They are
+rebuilt only when the integration's ``revision`` changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from .connector import Connector
+from .expectations import Expectations
+from .ledger.models import Integration
+from .plugins import Plugins
+from .retry import RetryPolicy, parse_duration
+from .secrets import Redactor, SecretBox, secret_values
+from .transport import ProxyRoute, Timeouts, Transport
+
+
+@dataclass
+class IntegrationRuntime:
+    """Everything needed to deliver to one integration."""
+
+    integration_id: int
+    revision: int
+    connector: Connector
+    transport: Transport
+    expectations: Expectations
+    policy: RetryPolicy
+    redactor: Redactor
+
+    def close(self) -> None:
+        """Release the connector and the transport's connections."""
+        self.connector.close()
+        self.transport.close()
+
+
+class ProxyRoutes:
+    """Finds the proxy route for a static-IP pool name. Filled in by the static-IP module."""
+
+    def route(self, pool: str) -> ProxyRoute:  # pragma: no cover - replaced when pools exist
+        """The route for ``pool``."""
+        from .errors import ConfigError
+
+        raise ConfigError(f"static-IP pool {pool!r} is not configured in plugins.toml",
+                          field="static_ip_pool")
+
+
+class RuntimeCache:
+    """Thread-safe cache of :class:`IntegrationRuntime` keyed by (integration, revision)."""
+
+    def __init__(self, plugins: Plugins, box: SecretBox, routes: ProxyRoutes | None = None):
+        self.plugins = plugins
+        self.box = box
+        self.routes = routes or ProxyRoutes()
+        self._items: dict[int, IntegrationRuntime] = {}
+        self._lock = threading.Lock()
+
+    def get(self, integration: Integration) -> IntegrationRuntime:
+        """The runtime for ``integration``, built on first use or after a change."""
+        current = self._items.get(integration.id)
+        if current is not None and current.revision == integration.revision:
+            return current
+        with self._lock:
+            current = self._items.get(integration.id)
+            if current is not None and current.revision == integration.revision:
+                return current
+            fresh = build_runtime(integration, self.plugins, self.box, self.routes)
+            self._items[integration.id] = fresh
+        if current is not None:
+            current.close()
+        return fresh
+
+    def close(self) -> None:
+        """Close every runtime."""
+        with self._lock:
+            items, self._items = list(self._items.values()), {}
+        for item in items:
+            item.close()
+
+
+def build_runtime(
+    integration: Integration, plugins: Plugins, box: SecretBox, routes: ProxyRoutes
+) -> IntegrationRuntime:
+    """Build the runtime of one integration from its ledger row."""
+    connector = plugins.build(integration.connector, box.unseal(integration.config))
+    cls = type(connector)
+    expectations = Expectations.parse(
+        integration.expectations, plugins.expectation_kinds, default=cls.default_expectations
+    )
+    settings = plugins.settings_for(integration.connector)
+    transport = Transport(
+        timeouts=timeouts_from(settings, connector.config),
+        proxy_route=routes.route(integration.static_ip_pool) if integration.static_ip_pool else None,
+    )
+    return IntegrationRuntime(
+        integration_id=integration.id,
+        revision=integration.revision,
+        connector=connector,
+        transport=transport,
+        expectations=expectations,
+        policy=RetryPolicy.parse(integration.retry_policy),
+        redactor=Redactor(secret_values(connector.config)),
+    )
+
+
+def timeouts_from(settings: dict[str, Any], config: Any) -> Timeouts:
+    """Connect/read timeouts: the integration's config wins over ``plugins.toml``."""
+    base = Timeouts()
+    connect = getattr(config, "connect_timeout", None) or settings.get("connect_timeout")
+    read = getattr(config, "read_timeout", None) or settings.get("read_timeout")
+    return Timeouts(
+        connect=parse_duration(connect, field="connect_timeout") if connect else base.connect,
+        read=parse_duration(read, field="read_timeout") if read else base.read,
+    )

@@ -1,0 +1,132 @@
+"""Deployment settings: ``LEADRELAY_*`` environment variables and ``plugins.toml``.
+
+The embedded default needs none of them: a SQLite file and a generated secrets
+key under ``LEADRELAY_HOME`` (``./.leadrelay``), and the in-process broker.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .secrets import SecretBox
+
+#: Top-level tables ``plugins.toml`` may have.
+PLUGINS_TOML_TABLES = frozenset({"connectors", "proxies"})
+
+
+@dataclass(frozen=True)
+class PluginsFile:
+    """The parsed ``plugins.toml``: per-connector settings and static-IP proxy pools."""
+
+    connectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    proxies: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path | None) -> PluginsFile:
+        """Read ``path``; a missing default file means "all defaults"."""
+        if path is None or not path.exists():
+            return cls()
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", field=str(path)) from None
+        for key in data:
+            if key not in PLUGINS_TOML_TABLES:
+                known = ", ".join(sorted(PLUGINS_TOML_TABLES))
+                raise ConfigError(f"{path}: unknown table [{key}] (known: {known})", field=key)
+        connectors = data.get("connectors", {})
+        for name, table in connectors.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [connectors.{name}] must be a table",
+                                  field=f"connectors.{name}")
+            enabled = table.get("enabled", True)
+            if not isinstance(enabled, bool):
+                raise ConfigError(f"{path}: connectors.{name}.enabled must be true or false",
+                                  field=f"connectors.{name}.enabled")
+        return cls(connectors=connectors, proxies=data.get("proxies", {}), path=path)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a leadrelay process needs to know about its deployment."""
+
+    home: Path
+    database_url: str
+    broker_url: str | None
+    secret_key: str
+    plugins_file: Path | None
+    #: Seconds between two passes of the sweeper.
+    sweep_interval: float = 1.0
+    #: Seconds a claimed delivery may be in flight before the sweeper reclaims it.
+    lease_seconds: float = 120.0
+    worker_threads: int = 8
+    smtp_url: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``LEADRELAY_*`` variables, with the embedded defaults for what is unset."""
+        env = os.environ if env is None else env
+        home = Path(env.get("LEADRELAY_HOME", ".leadrelay")).resolve()
+        database_url = env.get("LEADRELAY_DATABASE_URL") or f"sqlite:///{home / 'leadrelay.db'}"
+        broker_url = env.get("LEADRELAY_BROKER_URL") or None
+        if broker_url is not None and not broker_url.startswith(("redis://", "rediss://")):
+            raise ConfigError(
+                "LEADRELAY_BROKER_URL must be a redis:// URL (unset it for the in-process broker)",
+                field="LEADRELAY_BROKER_URL",
+            )
+        plugins = env.get("LEADRELAY_PLUGINS_FILE")
+        plugins_file = Path(plugins) if plugins else Path("plugins.toml")
+        if plugins and not plugins_file.exists():
+            raise ConfigError(f"LEADRELAY_PLUGINS_FILE: {plugins} does not exist",
+                              field="LEADRELAY_PLUGINS_FILE")
+        return cls(
+            home=home,
+            database_url=database_url,
+            broker_url=broker_url,
+            secret_key=env.get("LEADRELAY_SECRET_KEY") or _embedded_key(home),
+            plugins_file=plugins_file,
+            sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0),
+            lease_seconds=_number(env, "LEADRELAY_LEASE_SECONDS", 120.0),
+            worker_threads=int(_number(env, "LEADRELAY_WORKER_THREADS", 8)),
+            smtp_url=env.get("LEADRELAY_SMTP_URL") or None,
+        )
+
+    def plugins(self) -> PluginsFile:
+        """The parsed ``plugins.toml``."""
+        return PluginsFile.load(self.plugins_file)
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}", field=name) from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive", field=name)
+    return value
+
+
+def _embedded_key(home: Path) -> str:
+    """The embedded deployment's secrets key: generated once, kept beside the database."""
+    path = home / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    key = SecretBox.generate_key()
+    # Written with owner-only permissions: this key unlocks every stored secret.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
