@@ -47,7 +47,7 @@ class Leadrelay:
         self.clock = clock or SystemClock()
         plugins_file = self.settings.plugins()
         self.plugins = plugins or Plugins(plugins_file.connectors)
-        self.routes = routes or _routes_from(plugins_file.proxies)
+        self.routes = routes or _routes_from(plugins_file.proxies, self.clock)
         self.box = SecretBox(self.settings.secret_key)
         self.ledger = Ledger(self.settings.database_url)
         self.runtimes = RuntimeCache(self.plugins, self.box, self.routes)
@@ -181,6 +181,8 @@ class Leadrelay:
         self.ledger.dispose()
 
 
-def _routes_from(proxies: Any) -> ProxyRoutes:
-    """Proxy routes for the static-IP pools of ``plugins.toml``."""
-    return ProxyRoutes()
+def _routes_from(proxies: Any, clock: Clock) -> ProxyRoutes:
+    """The static-IP pools of ``plugins.toml``, validated: a bad pool stops the engine here."""
+    from .proxies import StaticIpPools
+
+    return StaticIpPools.from_config(proxies, clock=clock)

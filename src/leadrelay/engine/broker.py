@@ -52,7 +52,7 @@ class Dispatcher:
         self.runner = runner
         self.clock = clock
         self.actor: dramatiq.Actor = dramatiq.actor(
-            self._deliver, broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=0
+            self._deliver, broker=broker, actor_name=ACTOR, queue_name=QUEUE
         )
 
     def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:

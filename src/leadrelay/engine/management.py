@@ -19,6 +19,7 @@ from .errors import BadInput, ConfigError, NotFound, PlanLimitError
 from .expectations import Expectations
 from .ledger import Account, Form, Integration, Ledger, Plan
 from .plugins import Plugins
+from .proxies import static_ip_variant
 from .retry import RetryPolicy
 from .runtime import ProxyRoutes
 from .secrets import SecretBox
@@ -121,8 +122,15 @@ class Management:
         static_ip_pool: str | None = None,
         active: bool = False,
     ) -> Integration:
-        """Add an integration to a form; validated whole before it is written."""
+        """Add an integration to a form; validated whole before it is written.
+
+        ``<connector>_static_ip`` names ``<connector>`` run through a static-IP
+        pool (``static_ip_pool``, by default ``"default"``): stored that way.
+        """
         _require_name(name, "name")
+        connector, static_ip_pool = static_ip_variant(
+            self.plugins.available(), connector, static_ip_pool
+        )
         sealed, checked_expectations, policy = self._validate(
             connector, config, expectations, retry, static_ip_pool
         )
@@ -233,7 +241,7 @@ class Management:
     def _activate(self, s: Session, account_id: int, integration: Integration) -> None:
         # Lock the account row so concurrent activations are counted one after another.
         account = s.scalar(
-            select(Account).where(Account.id == account_id).with_for_update()
+            select(Account).where(Account.id == account_id).with_for_update(of=Account)
         )
         assert account is not None
         active = s.scalar(

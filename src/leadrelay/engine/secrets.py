@@ -115,6 +115,8 @@ def _walk(model: pydantic.BaseModel, on_secret: Any) -> dict[str, Any]:
     def conv(value: Any) -> Any:
         if isinstance(value, pydantic.SecretStr):
             return on_secret(value.get_secret_value())
+        if isinstance(value, pydantic.RootModel):
+            return conv(value.root)
         if isinstance(value, pydantic.BaseModel):
             return {
                 name: conv(getattr(value, name))
