@@ -96,7 +96,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_settings(tmp_path: Path, database_url: str, broker_url: str | None = None,
+def test_settings(tmp_path: Path, database_url: str, broker_url: str | None = None,
                   plugins_file: Path | None = None) -> Settings:
     """Settings for a test engine: nothing read from the environment."""
     return Settings(
@@ -108,10 +108,19 @@ def make_settings(tmp_path: Path, database_url: str, broker_url: str | None = No
     )
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_settings():  # type: ignore[no-untyped-def]
+    """Build engine settings for a test without reading the environment."""
+    return test_settings
+
+
 @pytest.fixture
 def app(tmp_path: Path, database_url: str, clock: FakeClock) -> Iterator[Leadrelay]:
     """An engine on the backend under test, with the in-process broker and a fake clock."""
-    engine = Leadrelay(make_settings(tmp_path, database_url), clock=clock)
+    engine = Leadrelay(test_settings(tmp_path, database_url), clock=clock)
     try:
         yield engine
     finally:

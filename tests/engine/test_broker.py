@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from conftest import make_settings
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
 
@@ -21,7 +20,7 @@ LEAD = {"email": "jane.doe@example.com"}
 
 
 @pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.redis)])
-def broker_app(request, tmp_path: Path, clock: FakeClock) -> Iterator[Leadrelay]:
+def broker_app(request, tmp_path: Path, clock: FakeClock, make_settings) -> Iterator[Leadrelay]:
     """An engine on SQLite with the broker under test."""
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     app = Leadrelay(make_settings(tmp_path, f"sqlite:///{tmp_path / 'l.db'}", url), clock=clock)

@@ -86,7 +86,8 @@ class Connector(abc.ABC):
         try:
             return cls.Config.model_validate(dict(raw))
         except pydantic.ValidationError as exc:
-            raise ConfigError(_first_error(exc, prefix="config")) from None
+            message = _first_error(exc, prefix="config")
+            raise ConfigError(message, field=message.split(":", 1)[0]) from None
 
     def check(self) -> None:
         """Deeper checks at configuration time (reach a WSDL, find an operation).
@@ -130,9 +131,12 @@ class Connector(abc.ABC):
 def _first_error(exc: pydantic.ValidationError, *, prefix: str) -> str:
     """One line naming the first invalid field of a pydantic error."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *err["loc"]))
+    loc = prefix
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else f".{part}"
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if err["type"] == "missing":
         return f"{loc}: required"
-    return f"{loc}: {err['msg']}"
+    message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{loc}: {message}"

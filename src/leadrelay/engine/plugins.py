@@ -14,13 +14,16 @@ import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .connector import Connector
 from .errors import ConfigError, UnknownConnector
+
+if TYPE_CHECKING:
+    from .expectations import Rule
 
 ENTRY_POINT_GROUP = "leadrelay.connectors"
 #: Comma-separated entry-point names of third-party plugins to load; empty loads none.
@@ -160,13 +163,16 @@ class Plugins:
             "" if enabled else "disabled in plugins.toml", cls,
         )
 
-    def _collect_expectation_kinds(self) -> dict[str, type]:
-        from .expectations import builtin_rules
+    def _collect_expectation_kinds(self) -> dict[str, type[Rule]]:
+        from .expectations import Rule, builtin_rules
 
-        kinds: dict[str, type] = {}
+        kinds: dict[str, type[Rule]] = {}
 
-        def register(cls: type) -> None:
+        def register(cls: type[Rule]) -> None:
             kind = getattr(cls, "kind", None)
+            if not (isinstance(cls, type) and issubclass(cls, Rule)):
+                self.problems.append(PluginProblem("?", "?", f"{cls!r} is not an expectation Rule"))
+                return
             if not isinstance(kind, str) or kind in kinds:
                 self.problems.append(
                     PluginProblem("?", "?", f"expectation kind {kind!r} refused (duplicate or unnamed)")

@@ -118,9 +118,10 @@ def _walk(model: pydantic.BaseModel, on_secret: Any) -> dict[str, Any]:
         if isinstance(value, pydantic.RootModel):
             return conv(value.root)
         if isinstance(value, pydantic.BaseModel):
+            # Keyed like pydantic's JSON dump (by alias), so _merge can line them up.
             return {
-                name: conv(getattr(value, name))
-                for name in type(value).model_fields
+                info.serialization_alias or info.alias or name: conv(getattr(value, name))
+                for name, info in type(value).model_fields.items()
                 if name in value.model_fields_set or getattr(value, name) is not None
             }
         if isinstance(value, Mapping):

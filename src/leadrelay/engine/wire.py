@@ -75,7 +75,11 @@ class CrmResponse:
     def text(self) -> str:
         """The body decoded with the declared charset, falling back to UTF-8."""
         try:
-            return self.body.decode(self.encoding or "utf-8")
+            # utf-8-sig: some CRMs (and proxies) prefix JSON with a byte-order mark.
+            encoding = self.encoding or "utf-8"
+            if encoding.lower().replace("_", "-") == "utf-8":
+                encoding = "utf-8-sig"
+            return self.body.decode(encoding)
         except (LookupError, UnicodeDecodeError):
             return self.body.decode("utf-8", errors="replace")
 
