@@ -24,9 +24,9 @@ POSTGRES_URL = os.environ.get(
     "LEADRELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("LEADRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRE_SERVICES = os.environ.get("CI") == "true" or os.environ.get(
-    "LEADRELAY_REQUIRE_SERVICES"
-) == "1"
+REQUIRE_SERVICES = (
+    os.environ.get("CI") == "true" or os.environ.get("LEADRELAY_REQUIRE_SERVICES") == "1"
+)
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -96,8 +96,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def test_settings(tmp_path: Path, database_url: str, broker_url: str | None = None,
-                  plugins_file: Path | None = None) -> Settings:
+def test_settings(
+    tmp_path: Path,
+    database_url: str,
+    broker_url: str | None = None,
+    plugins_file: Path | None = None,
+) -> Settings:
     """Settings for a test engine: nothing read from the environment."""
     return Settings(
         home=tmp_path,

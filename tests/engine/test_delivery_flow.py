@@ -18,8 +18,12 @@ from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.ledger import Attempt, Delivery, Lead
 from leadrelay.engine.report import DeliveryFilter
 
-LEAD = {"first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com",
-        "company": "ACME Corp"}
+LEAD = {
+    "first_name": "Jane",
+    "last_name": "Doe",
+    "email": "jane.doe@example.com",
+    "company": "ACME Corp",
+}
 FAST_RETRY = {"max_attempts": 3, "delays": ["2m", "5m"], "jitter": 0}
 
 
@@ -43,14 +47,35 @@ def test_a_lead_gets_one_delivery_per_active_integration(
     # Given two active integrations and one inactive one on the form
     httpserver.expect_request("/sf").respond_with_response(success("salesforce_web_to_lead"))
     httpserver.expect_request("/pd").respond_with_response(success("pipedrive_add_lead"))
-    add_integration(app, form_id, httpserver.url_for("/sf"), name="Salesforce", config={
-        "fields": {"first_name": "first_name", "last_name": "last_name", "email": "email",
-                   "oid": {"const": "00D6g0000022aVA"}, "lead_source": {"const": "Web"}}})
-    add_integration(app, form_id, httpserver.url_for("/pd"), name="Pipedrive",
-                    config={"body": "json", "fields": {"title": {"template": "{first_name} {last_name}"}}},
-                    expectations={"rules": [{"kind": "status", "in": ["2xx"]},
-                                            {"kind": "json_field", "path": "success", "equals": True}],
-                                  "reference": {"json": "data.id"}})
+    add_integration(
+        app,
+        form_id,
+        httpserver.url_for("/sf"),
+        name="Salesforce",
+        config={
+            "fields": {
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "email": "email",
+                "oid": {"const": "00D6g0000022aVA"},
+                "lead_source": {"const": "Web"},
+            }
+        },
+    )
+    add_integration(
+        app,
+        form_id,
+        httpserver.url_for("/pd"),
+        name="Pipedrive",
+        config={"body": "json", "fields": {"title": {"template": "{first_name} {last_name}"}}},
+        expectations={
+            "rules": [
+                {"kind": "status", "in": ["2xx"]},
+                {"kind": "json_field", "path": "success", "equals": True},
+            ],
+            "reference": {"json": "data.id"},
+        },
+    )
     add_integration(app, form_id, httpserver.url_for("/off"), name="Off", active=False)
 
     # When a lead is submitted
@@ -63,9 +88,13 @@ def test_a_lead_gets_one_delivery_per_active_integration(
     requests = {r.path: r for r, _ in httpserver.log}
     assert set(requests) == {"/sf", "/pd"}
     form = parse_qs(requests["/sf"].get_data(as_text=True))
-    assert form == {"first_name": ["Jane"], "last_name": ["Doe"],
-                    "email": ["jane.doe@example.com"], "oid": ["00D6g0000022aVA"],
-                    "lead_source": ["Web"]}
+    assert form == {
+        "first_name": ["Jane"],
+        "last_name": ["Doe"],
+        "email": ["jane.doe@example.com"],
+        "oid": ["00D6g0000022aVA"],
+        "lead_source": ["Web"],
+    }
     assert json.loads(requests["/pd"].get_data()) == {"title": "Jane Doe"}
     # and each carries its delivery's idempotency key
     keys = {r.headers["Idempotency-Key"] for r in requests.values()}
@@ -116,10 +145,21 @@ def test_a_200_with_an_error_body_is_caught_by_a_rule(
     app: Leadrelay, form_id: int, httpserver: HTTPServer
 ) -> None:
     # Given Odoo, which reports errors inside an HTTP 200 JSON-RPC answer
-    httpserver.expect_request("/odoo").respond_with_response(failure("odoo_jsonrpc_create_crm_lead"))
-    add_integration(app, form_id, httpserver.url_for("/odoo"), config={"body": "json"},
-                    expectations={"rules": [{"kind": "status", "in": [200]},
-                                            {"kind": "json_field", "path": "error", "exists": False}]})
+    httpserver.expect_request("/odoo").respond_with_response(
+        failure("odoo_jsonrpc_create_crm_lead")
+    )
+    add_integration(
+        app,
+        form_id,
+        httpserver.url_for("/odoo"),
+        config={"body": "json"},
+        expectations={
+            "rules": [
+                {"kind": "status", "in": [200]},
+                {"kind": "json_field", "path": "error", "exists": False},
+            ]
+        },
+    )
     app.submit(form_id, LEAD)
 
     # When delivered
@@ -134,13 +174,20 @@ def test_dynamics_204_is_accepted_and_the_id_comes_from_a_header(
     app: Leadrelay, form_id: int, httpserver: HTTPServer
 ) -> None:
     httpserver.expect_request("/api/data/v9.2/leads").respond_with_response(
-        success("dynamics365_webapi_create_lead"))
+        success("dynamics365_webapi_create_lead")
+    )
     add_integration(
-        app, form_id, httpserver.url_for("/api/data/v9.2/leads"),
+        app,
+        form_id,
+        httpserver.url_for("/api/data/v9.2/leads"),
         config={"body": "json", "auth": {"type": "bearer", "token": "eyJ0eXAi-secret-token"}},
-        expectations={"rules": [{"kind": "status", "in": [204]},
-                                {"kind": "header", "name": "OData-EntityId"}],
-                      "reference": {"header": "OData-EntityId", "pattern": r"leads\(([^)]+)\)"}},
+        expectations={
+            "rules": [
+                {"kind": "status", "in": [204]},
+                {"kind": "header", "name": "OData-EntityId"},
+            ],
+            "reference": {"header": "OData-EntityId", "pattern": r"leads\(([^)]+)\)"},
+        },
     )
     delivery_id = app.submit(form_id, LEAD).delivery_ids[0]
 
@@ -153,8 +200,12 @@ def test_dynamics_204_is_accepted_and_the_id_comes_from_a_header(
     shown = json.dumps(app.inspect(delivery_id))
     assert "eyJ0eXAi-secret-token" not in shown
     with app.ledger.session() as s:
-        stored = json.dumps([s.get(Delivery, delivery_id).idempotency_key,
-                             [a.exchanges for a in s.scalars(select(Attempt))]])
+        stored = json.dumps(
+            [
+                s.get(Delivery, delivery_id).idempotency_key,
+                [a.exchanges for a in s.scalars(select(Attempt))],
+            ]
+        )
     assert "eyJ0eXAi-secret-token" not in stored
 
 
@@ -178,12 +229,14 @@ def test_a_crm_that_is_down_is_transient_then_not_integrated(
     assert obj["attempts"][0]["exchanges"][0]["response"] is None
 
 
-def test_429_honours_retry_after(app: Leadrelay, form_id: int, clock: FakeClock,
-                                 httpserver: HTTPServer) -> None:
+def test_429_honours_retry_after(
+    app: Leadrelay, form_id: int, clock: FakeClock, httpserver: HTTPServer
+) -> None:
     from werkzeug import Response
 
     httpserver.expect_request("/x").respond_with_response(
-        Response("slow down", status=429, headers={"Retry-After": "900"}))
+        Response("slow down", status=429, headers={"Retry-After": "900"})
+    )
     add_integration(app, form_id, httpserver.url_for("/x"))
     app.submit(form_id, LEAD)
 
@@ -198,8 +251,9 @@ def test_replay_sends_the_failed_collection_again(
 ) -> None:
     # Given a delivery that failed three times against a broken CRM
     httpserver.expect_request("/crm").respond_with_data("boom", status=500)
-    integration_id = add_integration(app, form_id, httpserver.url_for("/crm"),
-                                     retry={"max_attempts": 1})
+    integration_id = add_integration(
+        app, form_id, httpserver.url_for("/crm"), retry={"max_attempts": 1}
+    )
     delivery_id = app.submit(form_id, LEAD).delivery_ids[0]
     app.deliver_due()
     assert app.inspect(delivery_id)["delivery"]["state"] == "not_integrated"

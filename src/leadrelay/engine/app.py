@@ -22,12 +22,12 @@ from .intake import Accepted, Intake, LeadIn
 from .ledger import Delivery, DeliveryState, Ledger
 from .management import Management
 from .plugins import Plugins
-from .replay import ReplayPlan, Replayer
+from .replay import Replayer, ReplayPlan
 from .report import DeliveryFilter, integration_object, list_deliveries
 from .runtime import ProxyRoutes, RuntimeCache
 from .secrets import SecretBox
 from .settings import Settings
-from .sweeper import SweepReport, Sweeper
+from .sweeper import Sweeper, SweepReport
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ class Leadrelay:
         self.runtimes = RuntimeCache(self.plugins, self.box, self.routes)
         self.manage = Management(self.ledger, self.plugins, self.box, self.clock, self.routes)
         self.intake = Intake(self.ledger, self.clock)
-        self.runner = DeliveryRunner(self.ledger, self.runtimes, self.clock,
-                                     lease_seconds=self.settings.lease_seconds)
+        self.runner = DeliveryRunner(
+            self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
+        )
         self.broker = make_broker(self.settings.broker_url)
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
         self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.enqueue)
@@ -98,8 +99,10 @@ class Leadrelay:
             ids = list(
                 s.scalars(
                     select(Delivery.id)
-                    .where(Delivery.state == DeliveryState.PENDING.value,
-                           Delivery.next_due_at <= self.clock.now())
+                    .where(
+                        Delivery.state == DeliveryState.PENDING.value,
+                        Delivery.next_due_at <= self.clock.now(),
+                    )
                     .order_by(Delivery.next_due_at, Delivery.id)
                     .limit(limit)
                 )
@@ -133,8 +136,10 @@ class Leadrelay:
         """Start Dramatiq worker threads consuming the delivery queue."""
         if self._worker is None:
             self._worker = dramatiq.Worker(
-                self.broker, queues={QUEUE},
-                worker_threads=threads or self.settings.worker_threads, worker_timeout=100,
+                self.broker,
+                queues={QUEUE},
+                worker_threads=threads or self.settings.worker_threads,
+                worker_timeout=100,
             )
             self._worker.start()
 

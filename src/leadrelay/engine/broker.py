@@ -31,8 +31,13 @@ ACTOR = "leadrelay.deliver"
 
 def _middleware() -> list[Middleware]:
     # The default stack minus Retries (see module docstring).
-    return [AgeLimit(), TimeLimit(time_limit=15 * 60_000), ShutdownNotifications(), Callbacks(),
-            Pipelines()]
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=15 * 60_000),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+    ]
 
 
 def make_broker(url: str | None) -> dramatiq.Broker:
@@ -51,9 +56,7 @@ class Dispatcher:
         self.broker = broker
         self.runner = runner
         self.clock = clock
-        self.actor: dramatiq.Actor = dramatiq.actor(
-            self._deliver, broker=broker, actor_name=ACTOR, queue_name=QUEUE
-        )
+        self.actor = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)(self._deliver)
 
     def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:
         """Ask a worker to run ``delivery_id`` now, or not before ``at``."""

@@ -17,7 +17,14 @@ from sqlalchemy import insert, select, update
 
 from .clock import Clock
 from .connector import LeadEnvelope
-from .errors import DeliveryError, LeadrelayError, ProxyFailure, RejectedError, ThrottledError, TransientError
+from .errors import (
+    DeliveryError,
+    LeadrelayError,
+    ProxyFailure,
+    RejectedError,
+    ThrottledError,
+    TransientError,
+)
 from .ledger import Attempt, Delivery, DeliveryState, Integration, Lead, Ledger
 from .outcome import Outcome, RuleTrace, Verdict
 from .retry import next_due
@@ -51,7 +58,7 @@ class DeliveryRunner:
         self.lease = timedelta(seconds=lease_seconds)
 
     def run(self, delivery_id: int) -> AttemptResult | None:
-        """Make one attempt if the delivery is due and unclaimed; None when there was nothing to do."""
+        """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
         now = self.clock.now()
         claimed = self._claim(delivery_id, now)
         if claimed is None:
@@ -63,13 +70,21 @@ class DeliveryRunner:
         except LeadrelayError as exc:
             # The integration's config no longer loads (connector uninstalled,
             # key rotated): record it like any failed attempt so it is visible.
-            verdict = Verdict(Outcome.TRANSIENT, f"integration cannot be loaded: {exc}",
-                              decided_by="configuration")
+            verdict = Verdict(
+                Outcome.TRANSIENT,
+                f"integration cannot be loaded: {exc}",
+                decided_by="configuration",
+            )
             return self._record(delivery, attempt_no, now, 0.0, verdict, [], None, None)
         envelope = LeadEnvelope(
-            fields=lead.payload, lead_id=lead.id, delivery_id=delivery.id,
-            idempotency_key=delivery.idempotency_key, form_id=lead.form_id,
-            source=lead.source, received_at=lead.received_at, attempt=attempt_no,
+            fields=lead.payload,
+            lead_id=lead.id,
+            delivery_id=delivery.id,
+            idempotency_key=delivery.idempotency_key,
+            form_id=lead.form_id,
+            source=lead.source,
+            received_at=lead.received_at,
+            attempt=attempt_no,
         )
         http = runtime.transport.client(runtime.redactor)
         started = time.perf_counter()
@@ -77,8 +92,14 @@ class DeliveryRunner:
         duration_ms = (time.perf_counter() - started) * 1000
         proxy = next((e.proxy for e in reversed(http.exchanges) if e.proxy), None)
         return self._record(
-            delivery, attempt_no, now, duration_ms, verdict,
-            [e.as_dict() for e in http.exchanges], proxy, runtime,
+            delivery,
+            attempt_no,
+            now,
+            duration_ms,
+            verdict,
+            [e.as_dict() for e in http.exchanges],
+            proxy,
+            runtime,
         )
 
     # -- ledger steps ---------------------------------------------------------------
@@ -122,8 +143,13 @@ class DeliveryRunner:
             state = DeliveryState.DELIVERED
         else:
             due = (
-                next_due(runtime.policy, attempt_no, verdict.outcome, now=now,
-                         retry_after=verdict.retry_after)
+                next_due(
+                    runtime.policy,
+                    attempt_no,
+                    verdict.outcome,
+                    now=now,
+                    retry_after=verdict.retry_after,
+                )
                 if runtime is not None
                 else now + timedelta(minutes=5)
             )
@@ -132,11 +158,16 @@ class DeliveryRunner:
             s.execute(
                 insert(Attempt),
                 {
-                    "delivery_id": delivery.id, "number": delivery.total_attempts + 1,
-                    "started_at": started_at, "duration_ms": round(duration_ms, 3),
-                    "outcome": verdict.outcome.value, "reason": verdict.reason,
-                    "decided_by": verdict.decided_by[:200], "exchanges": exchanges,
-                    "trace": verdict.trace_dicts(), "proxy": proxy,
+                    "delivery_id": delivery.id,
+                    "number": delivery.total_attempts + 1,
+                    "started_at": started_at,
+                    "duration_ms": round(duration_ms, 3),
+                    "outcome": verdict.outcome.value,
+                    "reason": verdict.reason,
+                    "decided_by": verdict.decided_by[:200],
+                    "exchanges": exchanges,
+                    "trace": verdict.trace_dicts(),
+                    "proxy": proxy,
                 },
             )
             s.execute(
@@ -156,8 +187,15 @@ class DeliveryRunner:
                 )
                 .execution_options(synchronize_session=False)
             )
-        return AttemptResult(delivery.id, attempt_no, verdict.outcome, verdict.reason, state, due,
-                             verdict.crm_reference)
+        return AttemptResult(
+            delivery.id,
+            attempt_no,
+            verdict.outcome,
+            verdict.reason,
+            state,
+            due,
+            verdict.crm_reference,
+        )
 
 
 def attempt(runtime: IntegrationRuntime, lead: LeadEnvelope, http: object) -> Verdict:
@@ -190,5 +228,10 @@ def verdict_for_error(exc: DeliveryError) -> Verdict:
     else:
         outcome, by = Outcome.TRANSIENT, "connector"
     retry_after = getattr(exc, "retry_after", None)
-    return Verdict(outcome, str(exc), decided_by=by,
-                   trace=(RuleTrace(by, False, str(exc)),), retry_after=retry_after)
+    return Verdict(
+        outcome,
+        str(exc),
+        decided_by=by,
+        trace=(RuleTrace(by, False, str(exc)),),
+        retry_after=retry_after,
+    )

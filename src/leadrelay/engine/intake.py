@@ -60,9 +60,10 @@ def validate_payload(payload: Any, *, field: str = "payload") -> dict[str, Any]:
         encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise BadInput(f"{field}: not representable as JSON: {exc}", field=field) from None
-    if len(encoded.encode()) > MAX_PAYLOAD_BYTES:
+    size = len(encoded.encode())
+    if size > MAX_PAYLOAD_BYTES:
         raise BadInput(
-            f"{field}: {len(encoded.encode())} bytes is over the {MAX_PAYLOAD_BYTES // 1024} KB limit",
+            f"{field}: {size} bytes is over the {MAX_PAYLOAD_BYTES // 1024} KB limit",
             field=field,
         )
     return dict(payload)
@@ -74,8 +75,9 @@ def validate_source(source: Any) -> str:
         return LeadSource(source).value
     except ValueError:
         known = ", ".join(s.value for s in LeadSource)
-        raise BadInput(f"source: unknown source {source!r} (known: {known})",
-                       field="source") from None
+        raise BadInput(
+            f"source: unknown source {source!r} (known: {known})", field="source"
+        ) from None
 
 
 class Intake:
@@ -98,8 +100,13 @@ class Intake:
         switched integration off). ``due`` delays the first attempt (throttled imports).
         """
         checked = [
-            (validate_payload(lead.payload, field=f"leads[{i}].payload" if len(leads) > 1
-                              else "payload"), validate_source(lead.source), lead)
+            (
+                validate_payload(
+                    lead.payload, field=f"leads[{i}].payload" if len(leads) > 1 else "payload"
+                ),
+                validate_source(lead.source),
+                lead,
+            )
             for i, lead in enumerate(leads)
         ]
         now = self.clock.now()
@@ -112,15 +119,27 @@ class Intake:
             for payload, source, lead in checked:
                 lead_id = s.execute(
                     insert(Lead).returning(Lead.id),
-                    {"form_id": lead.form_id, "source": source, "payload": payload,
-                     "external_id": lead.external_id, "received_at": now},
+                    {
+                        "form_id": lead.form_id,
+                        "source": source,
+                        "payload": payload,
+                        "external_id": lead.external_id,
+                        "received_at": now,
+                    },
                 ).scalar_one()
                 rows = [
-                    {"lead_id": lead_id, "integration_id": integration_id,
-                     "state": DeliveryState.PENDING.value, "attempts_count": 0,
-                     "total_attempts": 0, "replays": 0, "next_due_at": first_due,
-                     "queued_for": first_due, "idempotency_key": uuid.uuid4().hex,
-                     "created_at": now}
+                    {
+                        "lead_id": lead_id,
+                        "integration_id": integration_id,
+                        "state": DeliveryState.PENDING.value,
+                        "attempts_count": 0,
+                        "total_attempts": 0,
+                        "replays": 0,
+                        "next_due_at": first_due,
+                        "queued_for": first_due,
+                        "idempotency_key": uuid.uuid4().hex,
+                        "created_at": now,
+                    }
                     for integration_id, _, _ in targets.get(lead.form_id, ())
                 ]
                 ids: list[int] = []
@@ -128,8 +147,9 @@ class Intake:
                     ids = list(s.scalars(insert(Delivery).returning(Delivery.id), rows))
                 realtime = tuple(
                     (did, budget)
-                    for did, (_, is_rt, budget) in zip(ids, targets.get(lead.form_id, ()),
-                                                        strict=True)
+                    for did, (_, is_rt, budget) in zip(
+                        ids, targets.get(lead.form_id, ()), strict=True
+                    )
                     if is_rt
                 )
                 results.append(Accepted(lead_id, tuple(ids), realtime))
@@ -142,8 +162,12 @@ class Intake:
         if missing:
             raise NotFound(f"form {missing[0]} does not exist", field="form_id")
         rows = s.execute(
-            select(Integration.form_id, Integration.id, Integration.realtime,
-                   Integration.realtime_budget)
+            select(
+                Integration.form_id,
+                Integration.id,
+                Integration.realtime,
+                Integration.realtime_budget,
+            )
             .where(Integration.form_id.in_(form_ids), Integration.active.is_(True))
             .order_by(Integration.id)
         )

@@ -36,7 +36,11 @@ class Management:
     """The management verbs behind the CLI and the API."""
 
     def __init__(
-        self, ledger: Ledger, plugins: Plugins, box: SecretBox, clock: Clock,
+        self,
+        ledger: Ledger,
+        plugins: Plugins,
+        box: SecretBox,
+        clock: Clock,
         routes: ProxyRoutes | None = None,
     ) -> None:
         self.ledger, self.plugins, self.box, self.clock = ledger, plugins, box, clock
@@ -47,15 +51,19 @@ class Management:
     def ensure_plans(self, session: Session) -> None:
         """Create the default plans if the ledger has none."""
         if session.scalar(select(func.count()).select_from(Plan)) == 0:
-            session.add_all(Plan(name=n, max_active_integrations=m) for n, m in DEFAULT_PLANS.items())
+            session.add_all(
+                Plan(name=n, max_active_integrations=m) for n, m in DEFAULT_PLANS.items()
+            )
             session.flush()
 
     def create_plan(self, name: str, max_active_integrations: int) -> Plan:
         """Add a plan."""
         _require_name(name, "name")
         if not isinstance(max_active_integrations, int) or max_active_integrations < 0:
-            raise BadInput("max_active_integrations: must be a whole number ≥ 0",
-                           field="max_active_integrations")
+            raise BadInput(
+                "max_active_integrations: must be a whole number ≥ 0",
+                field="max_active_integrations",
+            )
         with self.ledger.session() as s:
             if s.scalar(select(Plan).where(Plan.name == name)):
                 raise BadInput(f"name: a plan named {name!r} exists", field="name")
@@ -67,16 +75,18 @@ class Management:
         """Add an account on ``plan``."""
         _require_name(name, "name")
         if not isinstance(owner_email, str) or not _EMAIL.match(owner_email):
-            raise BadInput(f"owner_email: {owner_email!r} is not an email address",
-                           field="owner_email")
+            raise BadInput(
+                f"owner_email: {owner_email!r} is not an email address", field="owner_email"
+            )
         with self.ledger.session() as s:
             self.ensure_plans(s)
             plan_row = s.scalar(select(Plan).where(Plan.name == plan))
             if plan_row is None:
                 names = ", ".join(s.scalars(select(Plan.name).order_by(Plan.name)))
                 raise BadInput(f"plan: unknown plan {plan!r} (known: {names})", field="plan")
-            account = Account(name=name, owner_email=owner_email, plan_id=plan_row.id,
-                              created_at=self.clock.now())
+            account = Account(
+                name=name, owner_email=owner_email, plan_id=plan_row.id, created_at=self.clock.now()
+            )
             s.add(account)
             s.flush()
             s.refresh(account)
@@ -139,11 +149,19 @@ class Management:
         with self.ledger.session() as s:
             form = _get(s, Form, form_id, "form")
             integration = Integration(
-                form_id=form_id, name=name, connector=connector, config=sealed,
-                expectations=checked_expectations, retry_policy=policy,
-                static_ip_pool=static_ip_pool, realtime=realtime,
-                realtime_budget=realtime_budget, active=False, revision=1,
-                created_at=now, updated_at=now,
+                form_id=form_id,
+                name=name,
+                connector=connector,
+                config=sealed,
+                expectations=checked_expectations,
+                retry_policy=policy,
+                static_ip_pool=static_ip_pool,
+                realtime=realtime,
+                realtime_budget=realtime_budget,
+                active=False,
+                revision=1,
+                created_at=now,
+                updated_at=now,
             )
             s.add(integration)
             s.flush()
@@ -163,13 +181,16 @@ class Management:
             if config is None:
                 config = self.box.unseal(integration.config)
             sealed, checked_expectations, policy = self._validate(
-                integration.connector, config,
+                integration.connector,
+                config,
                 changes.get("expectations", integration.expectations),
                 changes.get("retry", integration.retry_policy),
                 changes.get("static_ip_pool", integration.static_ip_pool),
             )
-            _check_realtime(changes.get("realtime", integration.realtime),
-                            changes.get("realtime_budget", integration.realtime_budget))
+            _check_realtime(
+                changes.get("realtime", integration.realtime),
+                changes.get("realtime_budget", integration.realtime_budget),
+            )
             if "name" in changes:
                 _require_name(changes["name"], "name")
                 integration.name = changes["name"]
@@ -226,7 +247,8 @@ class Management:
         finally:
             instance.close()
         parsed = Expectations.parse(
-            expectations, self.plugins.expectation_kinds,
+            expectations,
+            self.plugins.expectation_kinds,
             default=type(instance).default_expectations,
         )
         RetryPolicy.parse(retry)  # validation only: the raw form is what is stored
@@ -244,15 +266,19 @@ class Management:
             select(Account).where(Account.id == account_id).with_for_update(of=Account)
         )
         assert account is not None
-        active = s.scalar(
-            select(func.count())
-            .select_from(Integration)
-            .join(Form, Form.id == Integration.form_id)
-            .where(Form.account_id == account_id, Integration.active.is_(True))
-        ) or 0
+        active = (
+            s.scalar(
+                select(func.count())
+                .select_from(Integration)
+                .join(Form, Form.id == Integration.form_id)
+                .where(Form.account_id == account_id, Integration.active.is_(True))
+            )
+            or 0
+        )
         if active >= account.plan.max_active_integrations:
-            raise PlanLimitError(plan=account.plan.name,
-                                 limit=account.plan.max_active_integrations, active=active)
+            raise PlanLimitError(
+                plan=account.plan.name, limit=account.plan.max_active_integrations, active=active
+            )
         integration.active = True
 
 

@@ -159,8 +159,13 @@ class Plugins:
             return
         enabled = name not in self._disabled
         self._connectors[name] = ConnectorInfo(
-            name, plugin, package, version, enabled,
-            "" if enabled else "disabled in plugins.toml", cls,
+            name,
+            plugin,
+            package,
+            version,
+            enabled,
+            "" if enabled else "disabled in plugins.toml",
+            cls,
         )
 
     def _collect_expectation_kinds(self) -> dict[str, type[Rule]]:
@@ -175,7 +180,9 @@ class Plugins:
                 return
             if not isinstance(kind, str) or kind in kinds:
                 self.problems.append(
-                    PluginProblem("?", "?", f"expectation kind {kind!r} refused (duplicate or unnamed)")
+                    PluginProblem(
+                        "?", "?", f"expectation kind {kind!r} refused (duplicate or unnamed)"
+                    )
                 )
                 return
             kinds[kind] = cls
@@ -190,7 +197,8 @@ class Plugins:
             if settings.get("enabled", True) and name not in self._connectors:
                 self.problems.append(
                     PluginProblem(
-                        name, "?",
+                        name,
+                        "?",
                         f"connector {name!r} is enabled in plugins.toml but not installed",
                     )
                 )
@@ -209,11 +217,15 @@ class Plugins:
         """The class of an enabled connector; :class:`UnknownConnector` otherwise."""
         info = self._connectors.get(name)
         if info is None or info.cls is None:
-            raise UnknownConnector(f"unknown connector {name!r}", plugin=name,
-                                   available=self.available())
+            raise UnknownConnector(
+                f"unknown connector {name!r}", plugin=name, available=self.available()
+            )
         if not info.enabled:
-            raise UnknownConnector(f"connector {name!r} is disabled in plugins.toml",
-                                   plugin=name, available=self.available())
+            raise UnknownConnector(
+                f"connector {name!r} is disabled in plugins.toml",
+                plugin=name,
+                available=self.available(),
+            )
         return info.cls
 
     def settings_for(self, name: str) -> dict[str, Any]:
@@ -229,5 +241,6 @@ class Plugins:
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError(f"connector {name!r} refused its config: {exc}",
-                              field="config") from None
+            raise ConfigError(
+                f"connector {name!r} refused its config: {exc}", field="config"
+            ) from None

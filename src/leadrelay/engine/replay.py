@@ -56,27 +56,43 @@ class Replayer:
             rows = list(s.execute(query))
             ids = tuple(d.id for d, _, _ in rows)
             if dry_run:
-                return ReplayPlan(ids, True, tuple(self._preview(d, l, i) for d, l, i in rows))
+                return ReplayPlan(ids, True, tuple(self._preview(*row) for row in rows))
             if ids:
                 s.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_(ids),
-                           Delivery.state == DeliveryState.NOT_INTEGRATED.value)
-                    .values(state=DeliveryState.PENDING.value, attempts_count=0, next_due_at=now,
-                            queued_for=now, finished_at=None, replays=Delivery.replays + 1)
+                    .where(
+                        Delivery.id.in_(ids), Delivery.state == DeliveryState.NOT_INTEGRATED.value
+                    )
+                    .values(
+                        state=DeliveryState.PENDING.value,
+                        attempts_count=0,
+                        next_due_at=now,
+                        queued_for=now,
+                        finished_at=None,
+                        replays=Delivery.replays + 1,
+                    )
                     .execution_options(synchronize_session=False)
                 )
         return ReplayPlan(ids, False)
 
     def _preview(self, d: Delivery, lead: Lead, integration: Integration) -> dict[str, Any]:
-        base: dict[str, Any] = {"delivery_id": d.id, "integration": integration.name,
-                                "last_reason": d.last_reason}
+        base: dict[str, Any] = {
+            "delivery_id": d.id,
+            "integration": integration.name,
+            "last_reason": d.last_reason,
+        }
         try:
             runtime = self.runtimes.get(integration)
             rendered = runtime.connector.render(
-                LeadEnvelope(fields=lead.payload, lead_id=lead.id, delivery_id=d.id,
-                             idempotency_key=d.idempotency_key, form_id=lead.form_id,
-                             source=lead.source, received_at=lead.received_at)
+                LeadEnvelope(
+                    fields=lead.payload,
+                    lead_id=lead.id,
+                    delivery_id=d.id,
+                    idempotency_key=d.idempotency_key,
+                    form_id=lead.form_id,
+                    source=lead.source,
+                    received_at=lead.received_at,
+                )
             )
         except LeadrelayError as exc:
             return {**base, "error": str(exc)}

@@ -39,7 +39,7 @@ class DeliveryFilter:
         if self.since and self.until and self.since > self.until:
             raise BadInput("since: must not be after until", field="since")
 
-    def apply(self, query: Select[Any]) -> Select[Any]:
+    def apply(self, query: Select) -> Select:
         """``query`` (over Delivery joined with Lead) narrowed by this filter."""
         if self.state:
             query = query.where(Delivery.state == self.state)
@@ -52,7 +52,11 @@ class DeliveryFilter:
                 Lead.form_id.in_(select(Form.id).where(Form.account_id == self.account_id))
             )
         # Failed deliveries are dated by when they failed; others by when the lead came.
-        when = Delivery.finished_at if self.state == DeliveryState.NOT_INTEGRATED else Delivery.created_at
+        when = (
+            Delivery.finished_at
+            if self.state == DeliveryState.NOT_INTEGRATED
+            else Delivery.created_at
+        )
         if self.since:
             query = query.where(when >= self.since)
         if self.until:
@@ -106,8 +110,9 @@ def integration_object(ledger: Ledger, delivery_id: int) -> dict[str, Any]:
             raise NotFound(f"delivery {delivery_id} does not exist", field="delivery_id")
         delivery, lead, integration = row
         attempts = list(
-            s.scalars(select(Attempt).where(Attempt.delivery_id == delivery_id)
-                      .order_by(Attempt.number))
+            s.scalars(
+                select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+            )
         )
     summary = delivery_summary(delivery, lead)
     summary.update(

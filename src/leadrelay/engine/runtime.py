@@ -45,8 +45,9 @@ class ProxyRoutes:
         """The route for ``pool``."""
         from .errors import ConfigError
 
-        raise ConfigError(f"static-IP pool {pool!r} is not configured in plugins.toml",
-                          field="static_ip_pool")
+        raise ConfigError(
+            f"static-IP pool {pool!r} is not configured in plugins.toml", field="static_ip_pool"
+        )
 
 
 class RuntimeCache:
@@ -94,7 +95,9 @@ def build_runtime(
     settings = plugins.settings_for(integration.connector)
     transport = Transport(
         timeouts=timeouts_from(settings, connector.config),
-        proxy_route=routes.route(integration.static_ip_pool) if integration.static_ip_pool else None,
+        proxy_route=routes.route(integration.static_ip_pool)
+        if integration.static_ip_pool
+        else None,
     )
     return IntegrationRuntime(
         integration_id=integration.id,

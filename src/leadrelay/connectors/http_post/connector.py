@@ -67,11 +67,11 @@ class HttpPostConnector(Connector):
     supports_idempotency_key = True
     config: HttpPostConfig
 
-    def __init__(self, config: HttpPostConfig, settings: dict | None = None) -> None:  # type: ignore[type-arg]
+    def __init__(self, config: HttpPostConfig, settings: dict | None = None) -> None:
         super().__init__(config, settings)
-        self._url = _with_query(str(config.url), {
-            k: v.get_secret_value() for k, v in config.secret_query.items()
-        })
+        self._url = _with_query(
+            str(config.url), {k: v.get_secret_value() for k, v in config.secret_query.items()}
+        )
         headers = dict(config.headers)
         headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
         auth = config.auth
@@ -105,7 +105,7 @@ class HttpPostConnector(Connector):
         return http.send(self.render(lead))
 
 
-def _form_pairs(fields: dict) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+def _form_pairs(fields: dict) -> list[tuple[str, str]]:
     """Form encoding: lists repeat the key, None is left out, booleans are true/false."""
     pairs: list[tuple[str, str]] = []
     for key, value in fields.items():
