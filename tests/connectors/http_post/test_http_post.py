@@ -1,0 +1,110 @@
+"""The http_post connector against a real CRM server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from urllib.parse import parse_qs
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from leadrelay.engine.app import Leadrelay
+
+LEAD = {"first_name": " Jane ", "email": "Jane.Doe@Example.com", "phone": "+1 (415) 555-0100",
+        "tags": ["a", "b"], "consent": True}
+
+
+def deliver(app: Leadrelay, form_id: int, url: str, config: dict, lead: dict = LEAD) -> dict:
+    app.manage.create_integration(form_id, name="CRM", connector="http_post",
+                                  config={"url": url, **config}, active=True,
+                                  retry={"max_attempts": 1})
+    delivery_id = app.submit(form_id, lead).delivery_ids[0]
+    app.deliver_due()
+    return app.inspect(delivery_id)
+
+
+def test_form_body_with_mapping_and_transforms(app: Leadrelay, form_id: int,
+                                               httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/lead", method="POST").respond_with_data("ok")
+    fields = {
+        "FirstName": {"from": "first_name", "transform": "strip"},
+        "Email": {"from": "email", "transform": "lower"},
+        "Phone": {"from": "phone", "transform": "digits"},
+        "Tags": "tags",
+        "Consent": "consent",
+        "LeadSource": {"const": "Web"},
+        "Country": {"from": "country", "default": "US"},
+    }
+    obj = deliver(app, form_id, httpserver.url_for("/lead"), {"fields": fields})
+
+    assert obj["delivery"]["state"] == "delivered"
+    request = httpserver.log[0][0]
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(request.get_data(as_text=True)) == {
+        "FirstName": ["Jane"], "Email": ["jane.doe@example.com"], "Phone": ["+14155550100"],
+        "Tags": ["a", "b"], "Consent": ["true"], "LeadSource": ["Web"], "Country": ["US"],
+    }
+
+
+def test_json_body_sends_the_lead_as_is_without_a_mapping(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/lead").respond_with_json({"id": 7}, status=201)
+    deliver(app, form_id, httpserver.url_for("/lead"), {"body": "json"})
+
+    request = httpserver.log[0][0]
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.get_data()) == LEAD
+
+
+def test_basic_auth_custom_headers_and_secret_query(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/api/v1/leads").respond_with_json({"success": True}, status=201)
+    obj = deliver(app, form_id, httpserver.url_for("/api/v1/leads"), {
+        "auth": {"type": "basic", "username": "api", "password": "pa55-word"},
+        "headers": {"X-Source": "leadrelay"},
+        "secret_headers": {"X-Api-Key": "key-123456"},
+        "secret_query": {"api_token": "tok-abcdef"},
+    })
+
+    request = httpserver.log[0][0]
+    basic = base64.b64encode(b"api:pa55-word").decode()
+    assert request.headers["Authorization"] == f"Basic {basic}"
+    assert request.headers["X-Source"] == "leadrelay"
+    assert request.headers["X-Api-Key"] == "key-123456"
+    assert request.args["api_token"] == "tok-abcdef"
+    shown = json.dumps(obj)
+    for secret in ("pa55-word", "key-123456", "tok-abcdef", "YXBpOnBhNTUtd29yZA"):
+        assert secret not in shown
+    exchange = obj["attempts"][0]["exchanges"][0]
+    assert exchange["request"]["headers"]["Authorization"] == "[REDACTED]"
+    assert "api_token=[REDACTED]" in exchange["request"]["url"]
+
+
+@pytest.mark.parametrize(("switch", "header"), [(True, "Idempotency-Key"), (False, None)])
+def test_the_idempotency_key_can_be_switched_off(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer, switch: bool, header: str | None
+) -> None:
+    httpserver.expect_request("/lead").respond_with_data("ok")
+    obj = deliver(app, form_id, httpserver.url_for("/lead"), {"idempotency_key": switch})
+    sent = httpserver.log[0][0].headers.get("Idempotency-Key")
+    assert sent == (obj["delivery"]["idempotency_key"] if header else None)
+
+
+def test_a_slow_crm_times_out_as_transient(app: Leadrelay, form_id: int,
+                                          httpserver: HTTPServer) -> None:
+    def slow(_request: Request) -> Response:
+        time.sleep(1.0)
+        return Response("late")
+
+    httpserver.expect_request("/lead").respond_with_handler(slow)
+    obj = deliver(app, form_id, httpserver.url_for("/lead"), {"read_timeout": 0.2})
+
+    attempt = obj["attempts"][0]
+    assert attempt["outcome"] == "transient"
+    assert attempt["reason"] == "no answer within 0.2s"
+    assert attempt["duration_ms"] < 900
