@@ -45,12 +45,15 @@ class PluginsFile:
         connectors = data.get("connectors", {})
         for name, table in connectors.items():
             if not isinstance(table, dict):
-                raise ConfigError(f"{path}: [connectors.{name}] must be a table",
-                                  field=f"connectors.{name}")
+                raise ConfigError(
+                    f"{path}: [connectors.{name}] must be a table", field=f"connectors.{name}"
+                )
             enabled = table.get("enabled", True)
             if not isinstance(enabled, bool):
-                raise ConfigError(f"{path}: connectors.{name}.enabled must be true or false",
-                                  field=f"connectors.{name}.enabled")
+                raise ConfigError(
+                    f"{path}: connectors.{name}.enabled must be true or false",
+                    field=f"connectors.{name}.enabled",
+                )
         return cls(connectors=connectors, proxies=data.get("proxies", {}), path=path)
 
 
@@ -83,16 +86,27 @@ class Settings:
                 "LEADRELAY_BROKER_URL must be a redis:// URL (unset it for the in-process broker)",
                 field="LEADRELAY_BROKER_URL",
             )
+        secret_key = env.get("LEADRELAY_SECRET_KEY")
+        if not secret_key and not database_url.startswith("sqlite"):
+            # A shared database read by several machines needs one shared key; a
+            # key generated per machine would make every other machine's secrets
+            # unreadable.
+            raise ConfigError(
+                "LEADRELAY_SECRET_KEY is required with a shared database "
+                "(generate one with: leadrelay secret-key)",
+                field="LEADRELAY_SECRET_KEY",
+            )
         plugins = env.get("LEADRELAY_PLUGINS_FILE")
         plugins_file = Path(plugins) if plugins else Path("plugins.toml")
         if plugins and not plugins_file.exists():
-            raise ConfigError(f"LEADRELAY_PLUGINS_FILE: {plugins} does not exist",
-                              field="LEADRELAY_PLUGINS_FILE")
+            raise ConfigError(
+                f"LEADRELAY_PLUGINS_FILE: {plugins} does not exist", field="LEADRELAY_PLUGINS_FILE"
+            )
         return cls(
             home=home,
             database_url=database_url,
             broker_url=broker_url,
-            secret_key=env.get("LEADRELAY_SECRET_KEY") or _embedded_key(home),
+            secret_key=secret_key or _embedded_key(home),
             plugins_file=plugins_file,
             sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0),
             lease_seconds=_number(env, "LEADRELAY_LEASE_SECONDS", 120.0),
