@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
-from pydantic_core import PydanticCustomError, PydanticUndefined
+from pydantic_core import PydanticUndefined
 
 from .errors import RejectedError
+from .rules import _invalid
 
 Transform = Callable[[Any], Any]
 
@@ -290,9 +291,3 @@ def _render(value: Any) -> str:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    # A custom error's message reaches the user as given (a ValueError's gets
-    # pydantic's "Value error, " prefix). No context: braces stay literal.
-    return PydanticCustomError("invalid", message)
