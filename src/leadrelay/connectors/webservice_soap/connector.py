@@ -1,0 +1,493 @@
+"""The ``webservice_soap`` connector: a lead delivered by a SOAP operation of the CRM's WSDL.
+
+One delivery may take two calls: a login step whose outputs (a session id, an
+instance URL) feed the create step. The session is kept on the connector
+instance — one per integration — and reused across deliveries until it
+expires; a create answered with an invalid-session fault logs in again once.
+
+zeep is used for what it is good at — reading the WSDL, serializing envelopes,
+parsing replies — but never for I/O: envelopes are posted through the engine's
+:class:`~leadrelay.engine.transport.HttpClient`, so every call is recorded,
+redacted, timed and routed like any other connector's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from zeep.exceptions import Error as ZeepError
+from zeep.wsdl.utils import etree_to_string
+
+from leadrelay.engine.connector import Connector, LeadEnvelope
+from leadrelay.engine.errors import ConfigError, RejectedError, TransientError
+from leadrelay.engine.expectations import Expectations, builtin_rules, parse_path, resolve_path
+from leadrelay.engine.judging import judge_http
+from leadrelay.engine.outcome import Verdict
+from leadrelay.engine.transport import HttpClient, Timeouts, Transport
+from leadrelay.engine.wire import CrmResponse, RenderedRequest
+
+from .binding import BDict, Binder, Context, render
+from .config import SoapConfig
+from .faults import FaultKind, SoapFaultRule, classify
+from .presets import GENERIC_EXPECTATIONS, Plan, plan_for
+from .reply import SoapResponse, read_reply
+from .templates import DataError, DictT, TemplateError, compile_template, refs
+from .verdicts import explain, fault_verdict, login_error, unreadable_verdict
+from .wsdl import CLIENTS, FetchOptions, WsdlInvalid, WsdlUnreachable, is_url
+
+if TYPE_CHECKING:
+    import zeep
+
+#: Login outputs that are not secrets.
+PLAIN_OUTPUTS = frozenset({"endpoint", "ttl"})
+#: A session is dropped this long before the CRM would expire it.
+SESSION_MARGIN = 60.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One operation of the flow, bound to the WSDL's types."""
+
+    step: str
+    name: str
+    operation: Any
+    arguments: BDict
+    headers: BDict | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The WSDL-dependent half of an integration: the shared client and the bound calls."""
+
+    client: zeep.Client
+    binding: Any
+    address: str | None
+    create: Call
+    login: Call | None
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    """The outputs of one login, reused until ``expires_at`` (``time.monotonic``)."""
+
+    values: Mapping[str, Any]
+    endpoint: str | None
+    expires_at: float
+    secrets: tuple[str, ...]
+
+
+class SoapConnector(Connector):
+    """Calls a SOAP operation per lead, after an optional login step, as the WSDL describes."""
+
+    name = "webservice_soap"
+    Config = SoapConfig
+    #: Used for operations without a profile of their own; known operations
+    #: (Salesforce ``create``, SugarCRM ``set_entry``) judge their result too.
+    default_expectations: ClassVar[Mapping[str, Any]] = GENERIC_EXPECTATIONS
+    config: SoapConfig
+
+    def __init__(self, config: SoapConfig, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config, settings)
+        self.plan: Plan = plan_for(config)
+        self._arguments = _compile(self.plan.arguments, "arguments")
+        self._headers = _compile(self.plan.headers, "headers") if self.plan.headers else None
+        login = self.plan.login
+        self._login_arguments = _compile(login.arguments, "login.arguments") if login else None
+        self._login_headers = (
+            _compile(login.headers, "login.headers") if login and login.headers else None
+        )
+        self._output_paths = (
+            {n: parse_path(p) for n, p in login.outputs.items()} if login else {}
+        )
+        self._check_placeholders()
+        kinds: dict[str, type[Any]] = {r.kind: r for r in builtin_rules()}
+        kinds[SoapFaultRule.kind] = SoapFaultRule
+        profile = self.plan.profile
+        #: This integration's operation's own default expectations (with its reference).
+        self.operation_expectations = Expectations.parse(
+            profile.expectations if profile else None, kinds, default=GENERIC_EXPECTATIONS
+        )
+        self._class_default = Expectations.parse(
+            None, kinds, default=type(self).default_expectations).to_dict()
+        self._last_judged: tuple[Expectations, Expectations] | None = None
+        self._prepared: Prepared | None = None
+        self._prepare_lock = threading.Lock()
+        self._session: LoginSession | None = None
+        self._session_lock = threading.Lock()
+        self._own_transport: Transport | None = None
+        self._auth = {
+            "username": config.username,
+            "password": config.password.get_secret_value() if config.password else None,
+        }
+        self._secrets = {k: v.get_secret_value() for k, v in config.secrets.items()}
+        #: How many times this instance logged in (tests, metrics).
+        self.logins = 0
+
+    # -- configuration time -----------------------------------------------------------
+
+    def _check_placeholders(self) -> None:
+        outputs = set(self.plan.login.outputs) if self.plan.login else set()
+        places: list[tuple[str, Any, bool]] = [
+            ("arguments", self._arguments, True),
+            ("headers", self._headers, True),
+            ("login.arguments", self._login_arguments, False),
+            ("login.headers", self._login_headers, False),
+        ]
+        for where, node, after_login in places:
+            for ref, inside_each in refs(node):
+                problem = None
+                if ref.namespace == "session":
+                    if not after_login:
+                        problem = "the login step cannot use its own outputs"
+                    elif ref.name not in outputs:
+                        known = ", ".join(sorted(outputs)) or "none: there is no login step"
+                        problem = f"no login output {ref.name!r} (outputs: {known})"
+                elif ref.namespace == "auth" and not getattr(self.config, ref.name):
+                    problem = f"'{ref.name}' is not set"
+                elif ref.namespace == "secrets" and ref.name not in self.config.secrets:
+                    problem = f"no secret {ref.name!r} in 'secrets'"
+                elif ref.namespace == "field" and not inside_each:
+                    problem = "{field.*} is only available inside $each_field"
+                if problem:
+                    raise ConfigError(f"config.{where}: {ref.text}: {problem}", field=where)
+
+    def check(self, http: HttpClient | None = None) -> None:
+        """Load the WSDL and check the service, operations, arguments and headers against it.
+
+        :raises ConfigError: one line naming the operation and the argument.
+        """
+        try:
+            self._prepare(http.session if http else None, http)
+        except WsdlUnreachable as exc:
+            raise ConfigError(f"config.wsdl: cannot load the WSDL: {exc}", field="wsdl") from None
+        except WsdlInvalid as exc:
+            raise ConfigError(f"config.wsdl: not a usable WSDL: {exc}", field="wsdl") from None
+
+    def _prepare(self, session: Any, http: HttpClient | None = None) -> Prepared:
+        prepared = self._prepared
+        if prepared is not None:
+            return prepared
+        with self._prepare_lock:
+            if self._prepared is None:
+                self._check_wsdl_location()
+                options = self._fetch_options(session, http)
+                client = CLIENTS.get(self.config.wsdl, options)
+                self._prepared = self._bind(client)
+            return self._prepared
+
+    def _check_wsdl_location(self) -> None:
+        """With ``wsdl_dirs`` in ``plugins.toml``, an uploaded WSDL must live under one of them."""
+        dirs = self.settings.get("wsdl_dirs")
+        if not dirs or is_url(self.config.wsdl):
+            return
+        raw = self.config.wsdl.removeprefix("file://")
+        path = Path(raw).expanduser().resolve()
+        if not any(path.is_relative_to(Path(d).expanduser().resolve()) for d in dirs):
+            raise ConfigError("config.wsdl: a local WSDL must be in one of the directories "
+                              "plugins.toml allows (wsdl_dirs)", field="wsdl")
+
+    def _fetch_options(self, session: Any, http: HttpClient | None) -> FetchOptions:
+        timeouts = http.transport.timeouts if http is not None else None
+        if session is None:
+            # Configuration time and dry runs have no attempt client: use one
+            # transport of our own, built like the engine's, with our timeouts.
+            if self._own_transport is None:
+                self._own_transport = Transport(timeouts=self._timeouts())
+            session = self._own_transport.session
+            timeouts = self._own_transport.timeouts
+        timeouts = timeouts or self._timeouts()
+        return FetchOptions(session, timeouts.connect,
+                            max(self.config.wsdl_timeout, timeouts.read))
+
+    def _timeouts(self) -> Timeouts:
+        base = Timeouts()
+        return Timeouts(connect=self.config.connect_timeout or base.connect,
+                        read=self.config.read_timeout or base.read)
+
+    def _bind(self, client: zeep.Client) -> Prepared:
+        binding, address = self._port(client)
+        create = self._call(binding, "create", self.plan.operation, self._arguments,
+                            self._headers, "operation")
+        login = None
+        if self.plan.login is not None:
+            assert self._login_arguments is not None
+            login = self._call(binding, "login", self.plan.login.operation,
+                               self._login_arguments, self._login_headers, "login.operation")
+        address = self.plan.endpoint or address
+        if not address:
+            raise ConfigError("config.endpoint: the WSDL gives no address; set 'endpoint'",
+                              field="endpoint")
+        return Prepared(client, binding, address, create, login)
+
+    def _port(self, client: zeep.Client) -> tuple[Any, str | None]:
+        services = client.wsdl.services
+        name = self.config.service or next(iter(services))
+        service = services.get(name)
+        if service is None:
+            raise ConfigError(f"config.service: no service {name!r} in the WSDL "
+                              f"(services: {', '.join(services)})", field="service")
+        ports = service.ports
+        if self.config.port is not None:
+            port = ports.get(self.config.port)
+            if port is None:
+                raise ConfigError(f"config.port: no port {self.config.port!r} in service {name!r} "
+                                  f"(ports: {', '.join(ports)})", field="port")
+        else:
+            # The first SOAP port (a WSDL may also offer HTTP GET/POST bindings).
+            port = next((p for p in ports.values() if hasattr(p.binding, "process_reply")), None)
+            if port is None:
+                raise ConfigError(f"config.service: service {name!r} has no SOAP port",
+                                  field="service")
+        address = (port.binding_options or {}).get("address")
+        return port.binding, address
+
+    def _call(self, binding: Any, step: str, name: str, arguments: DictT,
+              headers: DictT | None, field: str) -> Call:
+        operations = binding._operations
+        operation = operations.get(name)
+        if operation is None:
+            close = difflib.get_close_matches(name, list(operations), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else (
+                f"{len(operations)} operations, e.g. {', '.join(list(operations)[:8])}")
+            raise ConfigError(f"config.{field}: no operation {name!r} in the WSDL ({hint})",
+                              field=field)
+        try:
+            body = operation.input.body
+            if body is None:
+                if arguments.items or arguments.any:
+                    raise TemplateError(f"operation {name}: takes no arguments")
+                bound_args = BDict({})
+            else:
+                bound_args = Binder(f"operation {name}: argument").arguments(arguments, body.type)
+            bound_headers = None
+            if headers is not None:
+                header = operation.input.header
+                if header is None or not header.type.elements:
+                    raise TemplateError(f"operation {name}: declares no SOAP headers")
+                bound_headers = Binder(f"operation {name}: header").arguments(
+                    headers, header.type, required=False)
+        except TemplateError as exc:
+            where = "login" if step == "login" else "arguments"
+            raise ConfigError(f"config.{where}: {exc}", field=where) from None
+        return Call(step, name, operation, bound_args, bound_headers)
+
+    # -- delivery time ----------------------------------------------------------------
+
+    def render(self, lead: LeadEnvelope) -> RenderedRequest:
+        """The create step's envelope for ``lead``.
+
+        Login outputs show as ``{session.NAME}`` placeholders (a dry run must
+        not show a live session id); the URL is the current session's endpoint
+        if there is one, else the configured one. No network I/O except loading
+        the WSDL once.
+        """
+        prepared = self._prepare_for_delivery(None)
+        session = None
+        if self.plan.login is not None:
+            values = {n: f"{{session.{n}}}" for n in self.plan.login.outputs}
+            current = self._session
+            session = LoginSession(values, current.endpoint if current else None, 0.0, ())
+        return self._envelope(prepared, prepared.create, self._context(lead, session),
+                              self._create_url(prepared, session))
+
+    def send(self, lead: LeadEnvelope, http: HttpClient) -> CrmResponse:
+        """Log in if needed, call the operation, and return its parsed answer.
+
+        :raises TransientError: the WSDL or the login could not be reached.
+        :raises RejectedError: the lead's data does not fit, or the login was refused.
+        """
+        prepared = self._prepare_for_delivery(http)
+        fields = self.config.fields.apply(lead.fields)
+        session = self._ensure_session(prepared, http, lead, None) if prepared.login else None
+        response = self._create(prepared, lead, fields, session, http)
+        if (session is not None and response.fault
+                and self._fault_kind(response) is FaultKind.SESSION):
+            # The session expired early (or was revoked): log in again, once.
+            session = self._ensure_session(prepared, http, lead, stale=session)
+            response = self._create(prepared, lead, fields, session, http)
+            response.relogged = True
+        return response
+
+    def read(self, raw: CrmResponse) -> SoapResponse:
+        """Parse a raw answer to the create step (a recorded one, say) as :meth:`send` does."""
+        prepared = self._prepare_for_delivery(None)
+        call = prepared.create
+        return read_reply(raw, operation=call.operation,
+                          step=call.name, name=call.name)
+
+    def _prepare_for_delivery(self, http: HttpClient | None) -> Prepared:
+        try:
+            return self._prepare(http.session if http else None, http)
+        except WsdlUnreachable as exc:
+            raise TransientError(f"the WSDL could not be loaded: {exc}") from None
+        except WsdlInvalid as exc:
+            raise RejectedError(f"the WSDL is not usable: {exc}") from None
+        except ConfigError as exc:
+            # The WSDL changed under a validated integration.
+            raise RejectedError(f"the integration no longer fits its WSDL: {exc}") from None
+
+    def _create(self, prepared: Prepared, lead: LeadEnvelope, fields: Mapping[str, Any],
+                session: LoginSession | None, http: HttpClient) -> SoapResponse:
+        ctx = self._context(lead, session, fields)
+        request = self._envelope(prepared, prepared.create, ctx,
+                                 self._create_url(prepared, session))
+        if ctx.derived_secrets:
+            http.add_secrets(*ctx.derived_secrets)
+        raw = http.send(request)
+        return read_reply(raw, operation=prepared.create.operation,
+                          step=prepared.create.name, name=prepared.create.name)
+
+    def _create_url(self, prepared: Prepared, session: LoginSession | None) -> str:
+        if session is not None and session.endpoint:
+            return session.endpoint
+        return prepared.address or ""
+
+    def _context(self, lead: LeadEnvelope, session: LoginSession | None,
+                 fields: Mapping[str, Any] | None = None) -> Context:
+        return Context(
+            fields=self.config.fields.apply(lead.fields) if fields is None else fields,
+            lead=lead.fields,
+            meta={
+                "lead_id": lead.lead_id, "delivery_id": lead.delivery_id,
+                "idempotency_key": lead.idempotency_key, "form_id": lead.form_id,
+                "source": lead.source, "received_at": lead.received_at.isoformat(),
+                "attempt": lead.attempt,
+            },
+            auth=self._auth,
+            secrets=self._secrets,
+            session=session.values if session else {},
+        )
+
+    def _envelope(self, prepared: Prepared, call: Call, ctx: Context, url: str) -> RenderedRequest:
+        try:
+            kwargs = render(call.arguments, ctx)
+            if call.headers is not None:
+                kwargs["_soapheaders"] = render(call.headers, ctx)
+            envelope, headers = prepared.binding._create(
+                call.name, (), kwargs, client=prepared.client, options={"address": url}
+            )
+        except DataError as exc:
+            raise RejectedError(f"operation {call.name}: argument {exc}") from None
+        except (ZeepError, TypeError, ValueError, LookupError, AttributeError) as exc:
+            # zeep reports a value it cannot serialize in many ways.
+            raise RejectedError(f"operation {call.name}: the lead does not fit the request: "
+                                f"{_short(exc)}") from None
+        return RenderedRequest("POST", url, dict(headers), etree_to_string(envelope),
+                               step=call.step if call.step == "login" else call.name)
+
+    # -- the login step ---------------------------------------------------------------
+
+    def _ensure_session(self, prepared: Prepared, http: HttpClient, lead: LeadEnvelope,
+                        stale: LoginSession | None) -> LoginSession:
+        # One login at a time per integration: concurrent deliveries wait for
+        # the session the first one gets instead of each logging in.
+        with self._session_lock:
+            current = self._session
+            if (current is not None and current is not stale
+                    and current.expires_at > time.monotonic()):
+                http.add_secrets(*current.secrets)
+                return current
+            self._session = None
+            fresh = self._login(prepared, http, lead)
+            self._session = fresh
+            return fresh
+
+    def _login(self, prepared: Prepared, http: HttpClient, lead: LeadEnvelope) -> LoginSession:
+        call, step = prepared.login, self.plan.login
+        assert call is not None and step is not None
+        ctx = self._context(lead, None, fields={})
+        request = self._envelope(prepared, call, ctx, prepared.address or "")
+        if ctx.derived_secrets:
+            http.add_secrets(*ctx.derived_secrets)  # the md5 of a password is a password
+        raw = http.send(request)
+        self.logins += 1
+        reply = read_reply(raw, operation=call.operation,
+                           step="login", name=call.name)
+        error = login_error(reply, self.plan.faults)
+        if error is not None:
+            raise error
+        values: dict[str, Any] = {}
+        for name, path in self._output_paths.items():
+            found, value, _why = resolve_path(reply.data, path)
+            if not found or value is None or value == "":
+                if name == "ttl":
+                    continue
+                raise RejectedError(f"login ({call.name}) answered without {name} "
+                                    f"(at {step.outputs[name]})")
+            values[name] = value
+        secrets = tuple(str(v) for n, v in values.items() if n not in PLAIN_OUTPUTS)
+        http.add_secrets(*secrets)
+        for exchange in http.exchanges:
+            # The login answer was recorded before its session id was known.
+            if exchange.step == "login":
+                exchange.response_body = http.redactor.text(exchange.response_body)
+        endpoint = values.get("endpoint")
+        if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
+            raise RejectedError(f"login ({call.name}) answered an endpoint that is not a URL")
+        ttl = step.session_ttl
+        with contextlib.suppress(TypeError, ValueError):
+            ttl = float(values.get("ttl", ttl))
+        lifetime = ttl - SESSION_MARGIN if ttl > 2 * SESSION_MARGIN else ttl / 2
+        return LoginSession(values, str(endpoint) if endpoint else None,
+                            time.monotonic() + lifetime, secrets)
+
+    # -- judging ----------------------------------------------------------------------
+
+    def _fault_kind(self, response: CrmResponse) -> FaultKind:
+        assert response.fault is not None
+        return classify(response.fault, self.plan.faults)
+
+    def judge(self, response: CrmResponse, expectations: Expectations) -> Verdict:
+        """SOAP faults and unreadable answers first, then the expectations.
+
+        An invalid-session, ``Server`` or listed transient fault is retried; any
+        other fault is a rejection (unless a ``soap_fault`` rule looks for it).
+        An HTML page, truncated XML or a non-SOAP body is transient for 408/5xx
+        or when cut short, else a rejection. Otherwise the expectations decide —
+        this operation's own defaults when the integration declares none.
+        """
+        expectations = self._effective(expectations)
+        if response.fault:
+            return fault_verdict(response, expectations, self.plan.faults)
+        problem = getattr(response, "problem", None)
+        if problem:
+            return unreadable_verdict(response, problem)
+        return explain(judge_http(response, expectations), response, self.plan.profile)
+
+    def _effective(self, expectations: Expectations) -> Expectations:
+        """This operation's own defaults when the engine fell back to the class default."""
+        last = self._last_judged
+        if last is not None and last[0] is expectations:
+            return last[1]
+        chosen = (self.operation_expectations if expectations.to_dict() == self._class_default
+                  else expectations)
+        self._last_judged = (expectations, chosen)
+        return chosen
+
+    def close(self) -> None:
+        """Forget the session and close the transport used for configuration-time loads."""
+        self._session = None
+        if self._own_transport is not None:
+            self._own_transport.close()
+            self._own_transport = None
+
+
+def _compile(raw: Mapping[str, Any], where: str) -> DictT:
+    try:
+        node = compile_template(dict(raw), where)
+    except TemplateError as exc:
+        raise ConfigError(f"config.{exc}", field=where) from None
+    assert isinstance(node, DictT)
+    return node
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
