@@ -64,8 +64,9 @@ class Connector(abc.ABC):
     name: ClassVar[str]
     #: The pydantic model of this connector's integration config.
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
-    #: Expectations used when an integration declares none.
-    default_expectations: ClassVar[Mapping[str, Any]] = {
+    #: Expectations used when an integration declares none. An instance may
+    #: replace them from its config (a SOAP operation's own defaults).
+    default_expectations: Mapping[str, Any] = {
         "combine": "all",
         "rules": [{"kind": "status", "in": ["2xx"]}],
     }
@@ -89,8 +90,11 @@ class Connector(abc.ABC):
             message = _first_error(exc, prefix="config")
             raise ConfigError(message, field=message.split(":", 1)[0]) from None
 
-    def check(self) -> None:
+    def check(self, http: HttpClient | None = None) -> None:
         """Deeper checks at configuration time (reach a WSDL, find an operation).
+
+        :param http: the integration's client (its proxy route and timeouts), for
+            any fetch the check needs.
 
         Raise :class:`ConfigError` naming what is wrong. The default does nothing.
         """

@@ -21,8 +21,9 @@ from .ledger import Account, Form, Integration, Ledger, Plan
 from .plugins import Plugins
 from .proxies import static_ip_variant
 from .retry import RetryPolicy
-from .runtime import ProxyRoutes
-from .secrets import SecretBox
+from .runtime import ProxyRoutes, timeouts_from
+from .secrets import Redactor, SecretBox, secret_values
+from .transport import Transport
 
 #: Plans every new ledger starts with (name → max active integrations).
 DEFAULT_PLANS = {"free": 1, "starter": 5, "growth": 25, "scale": 250}
@@ -242,14 +243,19 @@ class Management:
         if not isinstance(connector, str) or not connector:
             raise BadInput("connector: required", field="connector")
         instance = self.plugins.build(connector, config)
+        transport = Transport(
+            timeouts=timeouts_from(self.plugins.settings_for(connector), instance.config),
+            proxy_route=self.routes.route(static_ip_pool) if static_ip_pool else None,
+        )
         try:
-            instance.check()
+            instance.check(transport.client(Redactor(secret_values(instance.config))))
         finally:
             instance.close()
+            transport.close()
         parsed = Expectations.parse(
             expectations,
             self.plugins.expectation_kinds,
-            default=type(instance).default_expectations,
+            default=instance.default_expectations,
         )
         RetryPolicy.parse(retry)  # validation only: the raw form is what is stored
         if static_ip_pool is not None:

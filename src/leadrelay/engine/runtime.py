@@ -88,9 +88,8 @@ def build_runtime(
 ) -> IntegrationRuntime:
     """Build the runtime of one integration from its ledger row."""
     connector = plugins.build(integration.connector, box.unseal(integration.config))
-    cls = type(connector)
     expectations = Expectations.parse(
-        integration.expectations, plugins.expectation_kinds, default=cls.default_expectations
+        integration.expectations, plugins.expectation_kinds, default=connector.default_expectations
     )
     settings = plugins.settings_for(integration.connector)
     transport = Transport(

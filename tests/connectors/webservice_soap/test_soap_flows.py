@@ -64,7 +64,7 @@ class Harness:
         self.transport = Transport()
         self.redactor = Redactor(secret_values(connector.config))
         self.expectations = Expectations.parse(None, plugins.expectation_kinds,
-                                               default=type(connector).default_expectations)
+                                               default=connector.default_expectations)
         self.clients: list[HttpClient] = []
 
     def deliver(self, delivery_id: int = 1, fields: dict[str, Any] | None = None) -> Verdict:

@@ -35,16 +35,17 @@ def sugar(plugins: Plugins) -> SoapConnector:
     return connector
 
 
-def expectations(plugins: Plugins, raw: dict[str, Any] | None = None) -> Expectations:
-    """What the engine builds: the integration's expectations, else the class default."""
-    return Expectations.parse(raw, plugins.expectation_kinds,
-                              default=SoapConnector.default_expectations)
+def expectations(plugins: Plugins, raw: dict[str, Any] | None = None,
+                 connector: SoapConnector | None = None) -> Expectations:
+    """What the engine builds: the integration's expectations, else the connector's default."""
+    default = (connector or SoapConnector).default_expectations
+    return Expectations.parse(raw, plugins.expectation_kinds, default=default)
 
 
 def judge(connector: SoapConnector, plugins: Plugins, status: int, body: bytes,
           raw: dict[str, Any] | None = None) -> tuple[SoapResponse, Verdict]:
     response = connector.read(CrmResponse(status, XML, body))
-    return response, connector.judge(response, expectations(plugins, raw))
+    return response, connector.judge(response, expectations(plugins, raw, connector))
 
 
 def test_salesforce_success_is_accepted_with_the_record_id(sf, plugins) -> None:

@@ -20,14 +20,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from zeep.exceptions import Error as ZeepError
 from zeep.wsdl.utils import etree_to_string
 
 from leadrelay.engine.connector import Connector, LeadEnvelope
 from leadrelay.engine.errors import ConfigError, RejectedError, TransientError
-from leadrelay.engine.expectations import Expectations, builtin_rules, parse_path, resolve_path
+from leadrelay.engine.expectations import Expectations, parse_path, resolve_path
 from leadrelay.engine.judging import judge_http
 from leadrelay.engine.outcome import Verdict
 from leadrelay.engine.transport import HttpClient, Timeouts, Transport
@@ -35,7 +35,7 @@ from leadrelay.engine.wire import CrmResponse, RenderedRequest
 
 from .binding import BDict, Binder, Context, render
 from .config import SoapConfig
-from .faults import FaultKind, SoapFaultRule, classify
+from .faults import FaultKind, classify
 from .presets import GENERIC_EXPECTATIONS, Plan, plan_for
 from .reply import SoapResponse, read_reply
 from .templates import DataError, DictT, TemplateError, compile_template, refs
@@ -90,7 +90,7 @@ class SoapConnector(Connector):
     Config = SoapConfig
     #: Used for operations without a profile of their own; known operations
     #: (Salesforce ``create``, SugarCRM ``set_entry``) judge their result too.
-    default_expectations: ClassVar[Mapping[str, Any]] = GENERIC_EXPECTATIONS
+    default_expectations: Mapping[str, Any] = GENERIC_EXPECTATIONS
     config: SoapConfig
 
     def __init__(self, config: SoapConfig, settings: Mapping[str, Any] | None = None) -> None:
@@ -107,16 +107,11 @@ class SoapConnector(Connector):
             {n: parse_path(p) for n, p in login.outputs.items()} if login else {}
         )
         self._check_placeholders()
-        kinds: dict[str, type[Any]] = {r.kind: r for r in builtin_rules()}
-        kinds[SoapFaultRule.kind] = SoapFaultRule
         profile = self.plan.profile
-        #: This integration's operation's own default expectations (with its reference).
-        self.operation_expectations = Expectations.parse(
-            profile.expectations if profile else None, kinds, default=GENERIC_EXPECTATIONS
-        )
-        self._class_default = Expectations.parse(
-            None, kinds, default=type(self).default_expectations).to_dict()
-        self._last_judged: tuple[Expectations, Expectations] | None = None
+        if profile is not None and profile.expectations:
+            # The operation's own defaults (Salesforce ``create``: success == true, with
+            # the record id as reference) replace the generic ones for this instance.
+            self.default_expectations = profile.expectations
         self._prepared: Prepared | None = None
         self._prepare_lock = threading.Lock()
         self._session: LoginSession | None = None
@@ -453,23 +448,12 @@ class SoapConnector(Connector):
         or when cut short, else a rejection. Otherwise the expectations decide —
         this operation's own defaults when the integration declares none.
         """
-        expectations = self._effective(expectations)
         if response.fault:
             return fault_verdict(response, expectations, self.plan.faults)
         problem = getattr(response, "problem", None)
         if problem:
             return unreadable_verdict(response, problem)
         return explain(judge_http(response, expectations), response, self.plan.profile)
-
-    def _effective(self, expectations: Expectations) -> Expectations:
-        """This operation's own defaults when the engine fell back to the class default."""
-        last = self._last_judged
-        if last is not None and last[0] is expectations:
-            return last[1]
-        chosen = (self.operation_expectations if expectations.to_dict() == self._class_default
-                  else expectations)
-        self._last_judged = (expectations, chosen)
-        return chosen
 
     def close(self) -> None:
         """Forget the session and close the transport used for configuration-time loads."""
