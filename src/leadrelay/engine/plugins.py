@@ -11,6 +11,7 @@ the engine starts with the rest. Nothing else touches ``pm.hook``: the typed
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ ENTRY_POINT_GROUP = "leadrelay.connectors"
 #: Comma-separated entry-point names of third-party plugins to load; empty loads none.
 LOAD_PLUGINS_ENV = "LEADRELAY_LOAD_PLUGINS"
 BUILTIN_DISTRIBUTION = "leadrelay"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,21 +82,41 @@ class Plugins:
         self._collect_connectors()
         self.expectation_kinds = self._collect_expectation_kinds()
         self._check_enabled_are_installed()
+        for problem in self.problems:  # the engine starts without them, and says so
+            log.warning("plugin %s (package %s) left out: %s",
+                        problem.plugin, problem.package, problem.reason)
 
     # -- loading --------------------------------------------------------------------
 
     def _load_entry_points(self) -> None:
         wanted = os.environ.get(LOAD_PLUGINS_ENV)
         allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # Built-in connectors first, then the others in a stable order: a third-party
+        # package can never take a built-in's name, whatever the order of sys.path.
+        entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                              key=_load_order)
+        for ep in entry_points:
             dist = ep.dist
             package = dist.metadata["Name"] if dist else "?"
             version = dist.version if dist else "?"
             builtin = package == BUILTIN_DISTRIBUTION
             if not builtin and allow is not None and ep.name not in allow:
+                # Not imported, but still listed, so `leadrelay plugins` says why.
+                self._connectors.setdefault(ep.name, ConnectorInfo(
+                    ep.name, ep.name, package, version, False,
+                    f"not loaded ({LOAD_PLUGINS_ENV} leaves it out)"))
                 continue
-            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+            if self.pm.is_blocked(ep.name):
                 self._origin.setdefault(ep.name, (package, version))
+                self._connectors.setdefault(ep.name, ConnectorInfo(
+                    ep.name, ep.name, package, version, False, "disabled in plugins.toml"))
+                continue
+            if self.pm.has_plugin(ep.name):
+                other = self._origin.get(ep.name, ("?", "?"))[0]
+                if other != package:
+                    self.problems.append(PluginProblem(
+                        ep.name, package,
+                        f"entry point {ep.name!r} is already used by package {other}"))
                 continue
             try:
                 plugin = ep.load()
@@ -111,7 +134,8 @@ class Plugins:
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
-            self.problems.append(PluginProblem(name or "?", origin[0], f"invalid hook: {exc}"))
+            self.problems.append(
+                PluginProblem(name or "?", origin[0], f"invalid hook: {_one_line(exc)}"))
             return
         except ValueError as exc:  # duplicate plugin name
             self.problems.append(PluginProblem(name or "?", origin[0], str(exc)))
@@ -147,7 +171,8 @@ class Plugins:
         if not isinstance(name, str) or not name:
             self.problems.append(PluginProblem(plugin, package, f"{cls.__name__} has no name"))
             return
-        if name in self._connectors:
+        # A placeholder (cls None) only lists an entry point that was not loaded.
+        if name in self._connectors and self._connectors[name].cls is not None:
             other = self._connectors[name]
             self.problems.append(
                 PluginProblem(
@@ -172,16 +197,20 @@ class Plugins:
         from .expectations import Rule, builtin_rules
 
         kinds: dict[str, type[Rule]] = {}
+        # (plugin, package) whose registrations are being made, for the problems.
+        current = ["(built-in)", BUILTIN_DISTRIBUTION]
 
         def register(cls: type[Rule]) -> None:
             kind = getattr(cls, "kind", None)
             if not (isinstance(cls, type) and issubclass(cls, Rule)):
-                self.problems.append(PluginProblem("?", "?", f"{cls!r} is not an expectation Rule"))
+                self.problems.append(
+                    PluginProblem(current[0], current[1], f"{cls!r} is not an expectation Rule"))
                 return
             if not isinstance(kind, str) or kind in kinds:
                 self.problems.append(
                     PluginProblem(
-                        "?", "?", f"expectation kind {kind!r} refused (duplicate or unnamed)"
+                        current[0], current[1],
+                        f"expectation kind {kind!r} refused (duplicate or unnamed)",
                     )
                 )
                 return
@@ -189,7 +218,21 @@ class Plugins:
 
         for rule in builtin_rules():
             register(rule)
-        self.pm.hook.register_expectation_kinds(register=register)
+        # One plugin at a time, so one that raises is reported and the others still count.
+        for plugin_name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            current[:] = [plugin_name, self._origin.get(plugin_name, ("?", "?"))[0]]
+            hook = self.pm.subset_hook_caller(
+                "register_expectation_kinds",
+                remove_plugins=[p for p in self.pm.get_plugins() if p is not plugin],
+            )
+            try:
+                hook(register=register)
+            except Exception as exc:
+                self.problems.append(PluginProblem(
+                    current[0], current[1],
+                    f"register_expectation_kinds failed: {type(exc).__name__}: {exc}"))
         return kinds
 
     def _check_enabled_are_installed(self) -> None:
@@ -199,7 +242,8 @@ class Plugins:
                     PluginProblem(
                         name,
                         "?",
-                        f"connector {name!r} is enabled in plugins.toml but not installed",
+                        f"connector {name!r} is enabled in plugins.toml but not installed "
+                        f"(available connectors: {', '.join(self.available()) or 'none'})",
                     )
                 )
 
@@ -216,15 +260,18 @@ class Plugins:
     def connector_class(self, name: str) -> type[Connector]:
         """The class of an enabled connector; :class:`UnknownConnector` otherwise."""
         info = self._connectors.get(name)
-        if info is None or info.cls is None:
+        if info is not None and not info.enabled:
             raise UnknownConnector(
-                f"unknown connector {name!r}", plugin=name, available=self.available()
-            )
-        if not info.enabled:
-            raise UnknownConnector(
-                f"connector {name!r} is disabled in plugins.toml",
+                f"connector {name!r} is {info.why_not}",
                 plugin=name,
                 available=self.available(),
+            )
+        if info is None or info.cls is None:
+            # A package that failed to load under this name is the likely cause: say so.
+            why = next((p for p in self.problems if p.plugin == name), None)
+            hint = f": package {why.package} was left out ({why.reason})" if why else ""
+            raise UnknownConnector(
+                f"unknown connector {name!r}{hint}", plugin=name, available=self.available()
             )
         return info.cls
 
@@ -244,3 +291,14 @@ class Plugins:
             raise ConfigError(
                 f"connector {name!r} refused its config: {exc}", field="config"
             ) from None
+
+
+def _load_order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
+    """Built-in entry points first, then by package and name."""
+    package = ep.dist.metadata["Name"] if ep.dist else "?"
+    return package != BUILTIN_DISTRIBUTION, package, ep.name
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (pluggy's validation errors span several)."""
+    return " ".join(str(exc).split())
