@@ -1,0 +1,149 @@
+"""The ``leadrelay`` command: a thin layer of click over :class:`~leadrelay.engine.app.Leadrelay`.
+
+Each module holds one group of verbs (:mod:`.run`, :mod:`.leads`, :mod:`.manage`,
+:mod:`.plugins`, :mod:`.static_ips`, :mod:`.keys`, :mod:`.new_connector`,
+:mod:`.demo`); this one assembles them and owns the exit-code policy: 0 ok,
+1 failure, 2 usage error. Every error is one line on standard error
+(``error: config.url: Input should be a valid URL…``), never a traceback —
+set ``LEADRELAY_DEBUG=1`` to get the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from leadrelay import __version__
+
+from .output import error_line
+
+__all__ = ["CliFailure", "CliUsageError", "LeadrelayGroup", "main"]
+
+#: Exit codes.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CliFailure(click.ClickException):
+    """A failure shown as one ``error: …`` line; exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+    def show(self, file: Any = None) -> None:
+        """Print the one line."""
+        error_line(self.format_message())
+
+
+class CliUsageError(CliFailure):
+    """A usage error (bad arguments, bad input, unknown object) shown as one line; exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class LeadrelayGroup(click.Group):
+    """A click group that turns every error into one line and the right exit code.
+
+    Click's own usage errors (unknown option, bad value) keep exit code 2 but
+    lose the usage banner: they become ``error: … (see 'leadrelay X --help')``.
+    The engine's :class:`~leadrelay.engine.errors.BadInput` (and its
+    ``ConfigError`` and ``NotFound``) is a usage error too; any other
+    :class:`~leadrelay.engine.errors.LeadrelayError` is a failure (exit 1).
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the top-level arguments, with usage errors on one line."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_failure(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the chosen verb, mapping every error to one line and an exit code."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, CliFailure):
+            raise
+        except click.UsageError as exc:
+            raise _usage_failure(exc) from None
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            raise _failure_for(exc) from None
+
+
+def _usage_failure(exc: click.UsageError) -> click.ClickException:
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # a bare group name prints its help; keep that
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return CliUsageError(exc.format_message() + hint)
+
+
+def _failure_for(exc: Exception) -> CliFailure:
+    """The one-line failure for an exception a verb let through."""
+    from leadrelay.engine.errors import BadInput, LeadrelayError
+
+    if isinstance(exc, BadInput):
+        return CliUsageError(str(exc))
+    if isinstance(exc, LeadrelayError):
+        return CliFailure(str(exc))
+    if os.environ.get("LEADRELAY_DEBUG") == "1":
+        raise exc
+    return CliFailure(_describe_unexpected(exc))
+
+
+def _describe_unexpected(exc: Exception) -> str:
+    """A short, credential-free line for an error the engine did not classify."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return f"database: {type(cause).__name__}: {first}"
+    if isinstance(exc, RedisError):
+        return f"broker: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}"
+    return (f"unexpected {type(exc).__name__}: {exc} "
+            "(set LEADRELAY_DEBUG=1 to see the traceback)")
+
+
+@click.group(
+    cls=LeadrelayGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="leadrelay")
+def main() -> None:
+    """leadrelay delivers leads to CRMs: judged, logged attempt by attempt, retried,
+    and replayable when they fail.
+
+    Configuration comes from LEADRELAY_* environment variables (LEADRELAY_HOME,
+    LEADRELAY_DATABASE_URL, LEADRELAY_BROKER_URL, ...) and plugins.toml. With none
+    set, everything lives in ./.leadrelay (SQLite) with an in-process broker.
+
+    Exit codes: 0 ok, 1 failure, 2 usage error.
+    """
+
+
+def _register(group: click.Group, commands: Sequence[click.Command]) -> None:
+    for command in commands:
+        group.add_command(command)
+
+
+def _assemble() -> None:
+    from . import demo, keys, leads, manage, new_connector, plugins, run, static_ips
+
+    _register(main, [run.serve, run.worker, run.scheduler, demo.demo,
+                     leads.submit, leads.deliveries, leads.inspect, leads.replay,
+                     plugins.plugins_command, static_ips.static_ips, keys.secret_key,
+                     new_connector.new_connector,
+                     manage.accounts, manage.forms, manage.integrations])
+
+
+_assemble()

@@ -1,0 +1,240 @@
+"""Setting things up without SQL: ``accounts``, ``forms`` and ``integrations``.
+
+Everything is validated by the engine before anything is written: a refused
+command changes nothing. Integration configs are shown with their secrets
+redacted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .context import pass_engine
+from .output import print_json, print_table, short_time
+from .params import JSON_VALUE
+
+if TYPE_CHECKING:
+    from leadrelay.engine.app import Leadrelay
+    from leadrelay.engine.ledger import Account, Form, Integration
+
+_JSON_FLAG = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+# -- accounts -----------------------------------------------------------------------
+
+
+@click.group()
+def accounts() -> None:
+    """Accounts: who owns forms, on which plan."""
+
+
+@accounts.command("create")
+@click.option("--name", required=True, help="The account's name.")
+@click.option("--owner-email", required=True, help="Who receives the failure digest.")
+@click.option("--plan", default="starter", show_default=True,
+              help="The plan, which caps the number of active integrations.")
+@_JSON_FLAG
+@pass_engine
+def accounts_create(app: Leadrelay, name: str, owner_email: str, plan: str, as_json: bool) -> None:
+    """Add an account."""
+    account = app.manage.create_account(name, owner_email, plan=plan)
+    _show_accounts([_account(account, plan)], as_json, single=True)
+
+
+@accounts.command("list")
+@_JSON_FLAG
+@pass_engine
+def accounts_list(app: Leadrelay, as_json: bool) -> None:
+    """List every account."""
+    _show_accounts([_account(a) for a in app.manage.accounts()], as_json)
+
+
+def _account(a: Account, plan: str | None = None) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "owner_email": a.owner_email,
+            "plan": plan or a.plan.name, "created_at": a.created_at.isoformat()}
+
+
+def _show_accounts(rows: list[dict[str, Any]], as_json: bool, *, single: bool = False) -> None:
+    if as_json:
+        print_json(rows[0] if single else rows)
+        return
+    print_table(["id", "name", "owner email", "plan", "created (UTC)"],
+                ([r["id"], r["name"], r["owner_email"], r["plan"], short_time(r["created_at"])]
+                 for r in rows), empty="no accounts", flex=("name", "owner email"))
+
+
+# -- forms --------------------------------------------------------------------------
+
+
+@click.group()
+def forms() -> None:
+    """Forms: where leads come in; each form's integrations receive its leads."""
+
+
+@forms.command("create")
+@click.option("--account", "account_id", type=int, required=True, metavar="ID",
+              help="The account that owns the form.")
+@click.option("--name", required=True, help="The form's name.")
+@_JSON_FLAG
+@pass_engine
+def forms_create(app: Leadrelay, account_id: int, name: str, as_json: bool) -> None:
+    """Add a form to an account."""
+    _show_forms([_form(app.manage.create_form(account_id, name))], as_json, single=True)
+
+
+@forms.command("list")
+@click.option("--account", "account_id", type=int, metavar="ID", help="Only this account's forms.")
+@_JSON_FLAG
+@pass_engine
+def forms_list(app: Leadrelay, account_id: int | None, as_json: bool) -> None:
+    """List forms."""
+    _show_forms([_form(f) for f in app.manage.forms(account_id)], as_json)
+
+
+def _form(f: Form) -> dict[str, Any]:
+    return {"id": f.id, "account_id": f.account_id, "name": f.name,
+            "created_at": f.created_at.isoformat()}
+
+
+def _show_forms(rows: list[dict[str, Any]], as_json: bool, *, single: bool = False) -> None:
+    if as_json:
+        print_json(rows[0] if single else rows)
+        return
+    print_table(["id", "account", "name", "created (UTC)"],
+                ([r["id"], r["account_id"], r["name"], short_time(r["created_at"])]
+                 for r in rows), empty="no forms", flex=("name",))
+
+
+# -- integrations -------------------------------------------------------------------
+
+
+@click.group()
+def integrations() -> None:
+    """Integrations: a form's leads going to one CRM through one connector.
+
+    JSON options take the JSON inline or from a file: --config @crm.json.
+    """
+
+
+_CONFIG_HELP = "The connector's config (see docs/configuring.md). Secrets in it are stored " \
+    "encrypted and never shown."
+_EXPECTATIONS_HELP = "What a good CRM answer looks like; the connector's default when left out."
+_RETRY_HELP = 'Retry policy, e.g. {"max_attempts": 3, "delays": ["2m", "5m"]}.'
+_POOL_HELP = "Send through this static-IP proxy pool of plugins.toml ([proxies.NAME]); " \
+    "a connector named CONNECTOR_static_ip (http_post_static_ip) uses the pool 'default'."
+_REALTIME_HELP = "Deliver inside the submission request (stored now; used by the HTTP API, " \
+    "a later release)."
+
+
+@integrations.command("create")
+@click.option("--form", "form_id", type=int, required=True, metavar="ID",
+              help="The form whose leads go to this integration.")
+@click.option("--name", required=True, help="A name for the integration.")
+@click.option("--connector", required=True, help="The connector (see `leadrelay plugins`).")
+@click.option("--config", type=JSON_VALUE, required=True, help=_CONFIG_HELP)
+@click.option("--expectations", type=JSON_VALUE, help=_EXPECTATIONS_HELP)
+@click.option("--retry", type=JSON_VALUE, help=_RETRY_HELP)
+@click.option("--static-ip-pool", metavar="POOL", help=_POOL_HELP)
+@click.option("--realtime", is_flag=True, help=_REALTIME_HELP)
+@click.option("--realtime-budget", type=float, default=3.0, show_default=True,
+              help="Seconds a real-time submission waits for this CRM.")
+@click.option("--active", is_flag=True,
+              help="Activate it at once (counts against the account's plan).")
+@_JSON_FLAG
+@pass_engine
+def integrations_create(
+    app: Leadrelay, form_id: int, name: str, connector: str, config: Any, expectations: Any,
+    retry: Any, static_ip_pool: str | None, realtime: bool, realtime_budget: float,
+    active: bool, as_json: bool,
+) -> None:
+    """Add an integration to a form (inactive unless --active)."""
+    integration = app.manage.create_integration(
+        form_id, name=name, connector=connector, config=config, expectations=expectations,
+        retry=retry, static_ip_pool=static_ip_pool, realtime=realtime,
+        realtime_budget=realtime_budget, active=active,
+    )
+    _show_integrations([integration], as_json, single=True)
+
+
+@integrations.command("list")
+@click.option("--form", "form_id", type=int, metavar="ID", help="Only this form's integrations.")
+@_JSON_FLAG
+@pass_engine
+def integrations_list(app: Leadrelay, form_id: int | None, as_json: bool) -> None:
+    """List integrations."""
+    _show_integrations(app.manage.integrations(form_id), as_json)
+
+
+@integrations.command("show")
+@click.argument("integration_id", type=int)
+@pass_engine
+def integrations_show(app: Leadrelay, integration_id: int) -> None:
+    """Print one integration as JSON, its config's secrets redacted."""
+    from leadrelay.engine.report import describe_integration
+
+    print_json(describe_integration(app.manage.get_integration(integration_id)))
+
+
+@integrations.command("update")
+@click.argument("integration_id", type=int)
+@click.option("--name", help="A new name.")
+@click.option("--config", type=JSON_VALUE,
+              help="A new config; it replaces the whole config, secrets included.")
+@click.option("--expectations", type=JSON_VALUE, help=_EXPECTATIONS_HELP)
+@click.option("--retry", type=JSON_VALUE, help=_RETRY_HELP)
+@click.option("--static-ip-pool", metavar="POOL", help=_POOL_HELP)
+@click.option("--realtime/--no-realtime", default=None, help=_REALTIME_HELP)
+@click.option("--realtime-budget", type=float,
+              help="Seconds a real-time submission waits for this CRM.")
+@_JSON_FLAG
+@pass_engine
+def integrations_update(
+    app: Leadrelay, integration_id: int, as_json: bool, **options: Any
+) -> None:
+    """Change an integration's settings; workers use them from its next delivery."""
+    changes = {k: v for k, v in options.items() if v is not None}
+    if not changes:
+        raise click.UsageError(
+            "nothing to change: give --name, --config, --expectations, --retry, "
+            "--static-ip-pool, --realtime/--no-realtime or --realtime-budget"
+        )
+    _show_integrations([app.manage.update_integration(integration_id, **changes)], as_json,
+                       single=True)
+
+
+@integrations.command("activate")
+@click.argument("integration_id", type=int)
+@_JSON_FLAG
+@pass_engine
+def integrations_activate(app: Leadrelay, integration_id: int, as_json: bool) -> None:
+    """Switch an integration on: the form's new leads go to it. Respects the plan's cap."""
+    _show_integrations([app.manage.set_active(integration_id, True)], as_json, single=True)
+
+
+@integrations.command("deactivate")
+@click.argument("integration_id", type=int)
+@_JSON_FLAG
+@pass_engine
+def integrations_deactivate(app: Leadrelay, integration_id: int, as_json: bool) -> None:
+    """Switch an integration off: new leads no longer go to it (queued ones still do)."""
+    _show_integrations([app.manage.set_active(integration_id, False)], as_json, single=True)
+
+
+def _show_integrations(
+    items: list[Integration], as_json: bool, *, single: bool = False
+) -> None:
+    from leadrelay.engine.report import describe_integration
+
+    if as_json:
+        described = [describe_integration(i) for i in items]
+        print_json(described[0] if single else described)
+        return
+    print_table(
+        ["id", "form", "name", "connector", "static-IP pool", "active", "realtime", "revision"],
+        ([i.id, i.form_id, i.name, i.connector, i.static_ip_pool, i.active, i.realtime,
+          i.revision] for i in items),
+        empty="no integrations",
+        flex=("name",),
+    )

@@ -1,0 +1,128 @@
+"""Long-running processes: ``serve``, ``worker`` and ``scheduler``.
+
+Each runs until Ctrl-C or SIGTERM, then stops gracefully: the sweeper loop
+ends, the worker finishes the attempts it has in flight, connections close.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from .context import close_engine, engine, safe_url
+
+_THREADS = click.option(
+    "--threads", type=click.IntRange(min=1, max=256), default=None,
+    help="Worker threads [default: LEADRELAY_WORKER_THREADS, else 8].",
+)
+_LOG_LEVEL = click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info", show_default=True, help="What to log on standard error.",
+)
+
+
+@click.command()
+@_THREADS
+@_LOG_LEVEL
+def serve(threads: int | None, log_level: str) -> None:
+    """Run the worker and the scheduler in one process (the embedded default).
+
+    On the embedded default (no LEADRELAY_BROKER_URL) this is the whole
+    service: a SQLite ledger, an in-process broker, worker threads and the
+    sweeper loop. With LEADRELAY_BROKER_URL set it uses Redis, like `worker`
+    and `scheduler` together.
+
+    The HTTP API is not part of this release yet; when it lands, `serve` will
+    host it too. Until then leads come in with `leadrelay submit`.
+    """
+    _logging(log_level)
+    app = engine()
+    count = threads or app.settings.worker_threads
+    app.start_worker(threads=count)
+    app.start_sweeper()
+    _announce(f"serve: {count} worker threads and the scheduler")
+    _until_stopped()
+
+
+@click.command()
+@_THREADS
+@_LOG_LEVEL
+def worker(threads: int | None, log_level: str) -> None:
+    """Consume the delivery queue (needs LEADRELAY_BROKER_URL=redis://…).
+
+    Run as many as you like, on as many machines as you like, against the
+    same database and Redis. On the embedded default, `leadrelay serve` runs
+    the worker instead.
+    """
+    _require_broker("worker")
+    _logging(log_level)
+    app = engine()
+    count = threads or app.settings.worker_threads
+    app.start_worker(threads=count)
+    _announce(f"worker: {count} threads")
+    _until_stopped()
+
+
+@click.command()
+@_LOG_LEVEL
+def scheduler(log_level: str) -> None:
+    """Run the sweeper loop only: re-send due and lost deliveries from the ledger.
+
+    Production runs exactly one, beside any number of workers (needs
+    LEADRELAY_BROKER_URL=redis://…). Its period is LEADRELAY_SWEEP_INTERVAL
+    seconds. On the embedded default, `leadrelay serve` runs it instead.
+    """
+    _require_broker("scheduler")
+    _logging(log_level)
+    app = engine()
+    app.start_sweeper()
+    _announce(f"scheduler: sweeping every {app.settings.sweep_interval:g}s")
+    _until_stopped()
+
+
+def _require_broker(verb: str) -> None:
+    from .context import settings
+
+    if settings().broker_url is None:
+        raise click.UsageError(
+            f"{verb} needs LEADRELAY_BROKER_URL=redis://… to share work with other processes; "
+            "on the embedded default run `leadrelay serve`"
+        )
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "debug":
+        # Alembic narrates every start at INFO: noise in a service log.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _announce(what: str) -> None:
+    app = engine()
+    broker = safe_url(app.settings.broker_url) or "in-process broker"
+    click.echo(f"leadrelay {what} on {safe_url(app.settings.database_url)} with {broker}; "
+               "Ctrl-C or SIGTERM stops", err=True)
+
+
+def _until_stopped() -> None:
+    """Block until SIGINT or SIGTERM, then stop the engine gracefully."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+        click.echo("leadrelay: stopping (finishing attempts in flight)", err=True)
+        close_engine()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("leadrelay: stopped", err=True)

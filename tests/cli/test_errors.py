@@ -1,0 +1,179 @@
+"""Exit codes and one-line errors: bad input is refused, named, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.ledger import Delivery, Integration, Lead
+from leadrelay.engine.secrets import SecretBox
+
+from .helpers import LEAD, Cli, add_integration
+
+
+def count(engine: Leadrelay, model: type) -> int:
+    with engine.ledger.session() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.mark.parametrize(
+    ("lead", "message"),
+    [
+        ('["not", "an", "object"]', "payload: a lead must be a JSON object, got list"),
+        ('"text"', "payload: a lead must be a JSON object, got str"),
+        ("null", "payload: a lead must be a JSON object, got null"),
+        ('{"first_name": ', "payload: not valid JSON: Expecting value: line 1 column 16"),
+        ("   ", "payload: empty: give the lead as a JSON object"),
+        (json.dumps({"blob": "x" * 300_000}), "payload: 300011 bytes is over the 256 KB limit"),
+    ],
+)
+def test_a_bad_lead_is_refused_and_nothing_is_written(
+    cli: Cli, form: int, engine: Leadrelay, lead: str, message: str
+) -> None:
+    # Given a form with an active integration
+    add_integration(cli, form, "https://crm.example/leads")
+
+    # When a bad lead is submitted
+    error = cli.error("submit", "--form", str(form), "--json", lead)
+
+    # Then one line names what is wrong (exit 2), and no lead or delivery exists
+    assert error.startswith(message)
+    assert count(engine, Lead) == 0 and count(engine, Delivery) == 0
+
+
+def test_a_lead_for_an_unknown_form_is_refused(cli: Cli, engine: Leadrelay) -> None:
+    assert cli.error("submit", "--form", "999", "--json", json.dumps(LEAD)) == (
+        "form 999 does not exist")
+    assert count(engine, Lead) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--connector", "nope", "--config", '{"url": "https://crm.example/"}'],
+         "unknown connector 'nope' (available connectors: http_post"),
+        (["--connector", "http_post", "--config", '{"url": "not a url"}'],
+         "config.url: Input should be a valid URL, relative URL without a base"),
+        (["--connector", "http_post", "--config", '{"url": "https://crm.example/", "bdy": 1}'],
+         "config.bdy: unknown key"),
+        (["--connector", "http_post", "--config", '{"url": "https://crm.example/"}',
+          "--expectations", '{"rules": [{"kind": "regex", "pattern": "([a-z"}]}'],
+         "expectations.rules[0].pattern: invalid regex: "),
+        (["--connector", "http_post", "--config", '{"url": "https://crm.example/"}',
+          "--expectations", '{"rules": [{"kind": "json_field", "path": "data[0"}]}'],
+         "expectations.rules[0].path: invalid path"),
+        (["--connector", "http_post", "--config", '{"url": "https://crm.example/"}',
+          "--retry", '{"delays": ["soon"]}'],
+         "retry.delays[0]: expected a duration like '30s', '2m' or '1h', got 'soon'"),
+        (["--connector", "http_post_static_ip", "--config", '{"url": "https://crm.example/"}'],
+         "static_ip_pool: no static-IP pool is configured; declare [proxies.default]"),
+    ],
+)
+def test_a_bad_integration_is_refused_and_nothing_is_written(
+    cli: Cli, form: int, engine: Leadrelay, args: list[str], message: str
+) -> None:
+    error = cli.error("integrations", "create", "--form", str(form), "--name", "CRM",
+                      "--active", *args)
+    assert error.startswith(message), error
+    assert count(engine, Integration) == 0
+
+
+def test_a_bad_update_changes_nothing(cli: Cli, form: int) -> None:
+    integration = str(add_integration(cli, form, "https://crm.example/leads"))
+    before = cli.json("integrations", "show", integration)
+    error = cli.error("integrations", "update", integration, "--name", "New",
+                      "--config", '{"url": "ftp://crm.example/"}')
+    assert error.startswith("config.url: URL scheme should be 'http' or 'https'")
+    assert cli.json("integrations", "show", integration) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "999"], "delivery 999 does not exist"),
+        (["integrations", "show", "999"], "integration 999 does not exist"),
+        (["integrations", "activate", "999"], "integration 999 does not exist"),
+        (["forms", "create", "--account", "999", "--name", "F"], "account 999 does not exist"),
+        (["accounts", "create", "--name", "A", "--owner-email", "nobody"],
+         "owner_email: 'nobody' is not an email address"),
+        (["accounts", "create", "--name", "A", "--owner-email", "a@b.test", "--plan", "gold"],
+         "plan: unknown plan 'gold' (known: free, growth, scale, starter)"),
+        (["deliveries", "--since", "2026-02-01", "--until", "2026-01-01"],
+         "since: must not be after until"),
+    ],
+)
+def test_unknown_objects_and_bad_values_are_usage_errors(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    assert cli.error(*args) == message
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["inspect", "abc"], "Invalid value for 'DELIVERY_ID': 'abc' is not a valid integer."),
+        (["deliveries", "--state", "lost"], "Invalid value for '--state': 'lost' is not one of"),
+        (["deliveries", "--since", "yesterday"], "Invalid value for '--since': 'yesterday' is"),
+        (["integrations", "create", "--form", "1", "--name", "N", "--connector", "http_post",
+          "--config", "{url: x}"], "Invalid value for '--config': not valid JSON: Expecting"),
+        (["integrations", "create", "--form", "1", "--name", "N", "--connector", "http_post",
+          "--config", "@/nonexistent/crm.json"],
+         "Invalid value for '--config': cannot read /nonexistent/crm.json: No such file"),
+        (["submit", "--json", "{}"], "Missing option '--form'."),
+        (["submit", "--form", "1", "--json", "{}", "--file", "-"],
+         "give the lead with --json or --file, not both"),
+        (["deliveries", "--bogus"], "No such option '--bogus'."),
+        (["nonsense"], "No such command 'nonsense'."),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(cli: Cli, args: list[str], start: str) -> None:
+    error = cli.error(*args)
+    assert error.startswith(start), error
+    assert error.endswith("--help')")
+
+
+def test_worker_and_scheduler_need_a_shared_broker(cli: Cli) -> None:
+    for verb in ("worker", "scheduler"):
+        assert cli.error(verb).startswith(f"{verb} needs LEADRELAY_BROKER_URL=redis://")
+
+
+def test_a_shared_database_needs_the_secret_key(cli: Cli) -> None:
+    env = {"LEADRELAY_DATABASE_URL": "postgresql://leadrelay@127.0.0.1:1/leadrelay",
+           "LEADRELAY_SECRET_KEY": None}
+    assert cli.error("accounts", "list", env=env).startswith(
+        "LEADRELAY_SECRET_KEY is required with a shared database")
+
+
+def test_secret_key_prints_a_usable_key(cli: Cli) -> None:
+    key = cli("secret-key").stdout.strip()
+    SecretBox(key)  # a valid Fernet key
+    assert key != cli("secret-key").stdout.strip()
+
+
+def test_bad_settings_are_usage_errors(cli: Cli) -> None:
+    error = cli.error("deliveries", env={"LEADRELAY_BROKER_URL": "amqp://localhost"})
+    assert error == ("LEADRELAY_BROKER_URL must be a redis:// URL "
+                     "(unset it for the in-process broker)")
+    error = cli.error("deliveries", env={"LEADRELAY_PLUGINS_FILE": "/nonexistent.toml"})
+    assert error == "LEADRELAY_PLUGINS_FILE: /nonexistent.toml does not exist"
+
+
+def test_an_unreachable_database_is_a_failure_without_its_password(cli: Cli) -> None:
+    # Given a PostgreSQL URL with a password, where nothing listens
+    url = "postgresql://leadrelay:s3cret-pw@127.0.0.1:1/leadrelay"
+
+    # When any verb needs the ledger
+    env = {"LEADRELAY_DATABASE_URL": url, "LEADRELAY_SECRET_KEY": SecretBox.generate_key()}
+    error = cli.error("accounts", "list", code=1, env=env)
+
+    # Then it fails with exit code 1, in one line that does not show the password
+    assert error.startswith("database: OperationalError: ")
+    assert "s3cret-pw" not in error
+
+
+def test_bare_group_prints_its_help(cli: Cli) -> None:
+    result = cli("integrations", code=2)
+    assert "activate" in result.output and "deactivate" in result.output
