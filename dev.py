@@ -71,7 +71,7 @@ def setup() -> None:
     pip: list[str | Path] = [bin_path("python"), "-m", "pip", "--disable-pip-version-check"]
     steps: list[list[str | Path]] = [
         [*pip, "install", "--quiet", "-r", LOCK],
-        [*pip, "install", "--quiet", "--no-deps", "-e", ROOT],
+        [*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", ROOT],
     ]
     for step in steps:
         if run(step) != 0:
