@@ -49,7 +49,7 @@ class RetryPolicy:
 
     max_attempts: int = 3
     delays: tuple[float, ...] = (120.0, 300.0)
-    #: Never retry a throttled (429) or timed-out delivery sooner than this.
+    #: Never retry a throttled (429) delivery sooner than this.
     floor: float = 30.0
     #: A CRM's ``Retry-After`` is honoured up to this bound.
     max_retry_after: float = 6 * 3600.0
@@ -95,13 +95,16 @@ class RetryPolicy:
         if "jitter" in raw:
             j = raw["jitter"]
             if not isinstance(j, int | float) or not 0 <= j <= 1:
-                raise ConfigError(f"{prefix}.jitter: must be between 0 and 1",
-                                  field=f"{prefix}.jitter")
+                raise ConfigError(
+                    f"{prefix}.jitter: must be between 0 and 1", field=f"{prefix}.jitter"
+                )
             kwargs["jitter"] = float(j)
         if "retry_rejected" in raw:
             if not isinstance(raw["retry_rejected"], bool):
-                raise ConfigError(f"{prefix}.retry_rejected: must be true or false",
-                                  field=f"{prefix}.retry_rejected")
+                raise ConfigError(
+                    f"{prefix}.retry_rejected: must be true or false",
+                    field=f"{prefix}.retry_rejected",
+                )
             kwargs["retry_rejected"] = raw["retry_rejected"]
         return cls(**kwargs)
 
@@ -129,8 +132,9 @@ def next_due(
     """When to try again after failed attempt number ``attempt`` (1-based), or None to give up.
 
     An accepted outcome never retries; a rejection retries only when the policy
-    says so. Throttled, transient and proxy failures wait at least ``floor``
-    and at least the CRM's ``Retry-After`` (clamped to ``max_retry_after``).
+    says so. A throttled delivery waits at least ``floor``; throttled, transient
+    and proxy failures wait at least the CRM's ``Retry-After`` (clamped to
+    ``max_retry_after``).
     """
     if outcome is Outcome.ACCEPTED or attempt >= policy.max_attempts:
         return None

@@ -50,8 +50,12 @@ class Sweeper:
             reclaimed = s.execute(
                 update(Delivery)
                 .where(Delivery.state == DeliveryState.SENDING.value, Delivery.lease_until < now)
-                .values(state=DeliveryState.PENDING.value, next_due_at=now, queued_for=None,
-                        lease_until=None)
+                .values(
+                    state=DeliveryState.PENDING.value,
+                    next_due_at=now,
+                    queued_for=None,
+                    lease_until=None,
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
             ids = list(
