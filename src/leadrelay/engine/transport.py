@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -145,8 +144,19 @@ class HttpClient:
         return self.transport.session
 
     def add_secrets(self, *values: str) -> None:
-        """Redact these values too from now on (a session id learnt at login)."""
+        """Redact these values too (a session id learnt at login), in what is already
+        recorded — the login answer that carried it — and in everything after."""
         self.redactor = self.redactor.extend(v for v in values if v)
+        for exchange in self.exchanges:
+            self._redact(exchange)
+
+    def _redact(self, exchange: Exchange) -> None:
+        redact = self.redactor
+        exchange.url = redact.text(exchange.url)
+        exchange.request_headers = redact.headers(exchange.request_headers)
+        exchange.request_body = redact.text(exchange.request_body)
+        exchange.response_headers = redact.headers(exchange.response_headers)
+        exchange.response_body = redact.text(exchange.response_body)
 
     def send(self, request: RenderedRequest, *, timeout: Timeouts | None = None) -> CrmResponse:
         """Send ``request``; return the response whatever its status.
@@ -245,22 +255,6 @@ class HttpClient:
             _raise_for_proxy_page(response, proxy_name or "-", exchange)
         return response
 
-    @contextmanager
-    def recording(self, request: RenderedRequest) -> Iterator[Exchange]:
-        """Record an exchange performed by other means (a library doing its own I/O)."""
-        exchange = Exchange(
-            step=request.step,
-            method=request.method,
-            url=self.redactor.text(request.url),
-            request_headers=self.redactor.headers(request.headers),
-            request_body=self.redactor.text(request.body_text()),
-        )
-        self.exchanges.append(exchange)
-        started = time.perf_counter()
-        try:
-            yield exchange
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
 
 
 def _decode(body: bytes, encoding: str | None) -> str:

@@ -418,11 +418,8 @@ class SoapConnector(Connector):
                                     f"(at {step.outputs[name]})")
             values[name] = value
         secrets = tuple(str(v) for n, v in values.items() if n not in PLAIN_OUTPUTS)
+        # Also redacts the login answer, recorded before its session id was known.
         http.add_secrets(*secrets)
-        for exchange in http.exchanges:
-            # The login answer was recorded before its session id was known.
-            if exchange.step == "login":
-                exchange.response_body = http.redactor.text(exchange.response_body)
         endpoint = values.get("endpoint")
         if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
             raise RejectedError(f"login ({call.name}) answered an endpoint that is not a URL")
