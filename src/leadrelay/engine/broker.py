@@ -56,7 +56,8 @@ class Dispatcher:
         self.broker = broker
         self.runner = runner
         self.clock = clock
-        self.actor = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)(self._deliver)
+        register = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
+        self.actor = register(self._deliver)
 
     def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:
         """Ask a worker to run ``delivery_id`` now, or not before ``at``."""
