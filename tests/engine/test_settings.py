@@ -44,7 +44,7 @@ def test_plugins_toml_is_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown table \[conectors\]"):
         PluginsFile.load(path)
     path.write_text('[connectors.http_post]\nenabled = "yes"\n')
-    with pytest.raises(ConfigError, match="connectors.http_post.enabled must be true or false"):
+    with pytest.raises(ConfigError, match=r"connectors\.http_post\.enabled must be true or false"):
         PluginsFile.load(path)
     path.write_text("[connectors\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
