@@ -42,8 +42,9 @@ def wait_for(predicate, timeout: float = 15.0) -> None:
 def setup_form(app: Leadrelay, url: str, **kw) -> int:
     account = app.manage.create_account("Acme", "owner@acme.test", plan="growth")
     form = app.manage.create_form(account.id, "Contact")
-    app.manage.create_integration(form.id, name="CRM", connector="http_post",
-                                  config={"url": url}, active=True, **kw)
+    app.manage.create_integration(
+        form.id, name="CRM", connector="http_post", config={"url": url}, active=True, **kw
+    )
     return form.id
 
 
@@ -51,8 +52,9 @@ def state(app: Leadrelay, delivery_id: int) -> str:
     return app.inspect(delivery_id)["delivery"]["state"]
 
 
-def test_workers_deliver_what_intake_enqueues(broker_app: Leadrelay,
-                                              httpserver: HTTPServer) -> None:
+def test_workers_deliver_what_intake_enqueues(
+    broker_app: Leadrelay, httpserver: HTTPServer
+) -> None:
     httpserver.expect_request("/crm").respond_with_json({"ok": True})
     form_id = setup_form(broker_app, httpserver.url_for("/crm"))
     broker_app.start_worker(threads=4)

@@ -7,15 +7,16 @@ they like, each with its own database, broker and clock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dramatiq
 from sqlalchemy import select
 
-from .broker import QUEUE, Dispatcher, make_broker
+from .broker import QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
 from .intake import Accepted, Intake, LeadIn
@@ -61,6 +62,7 @@ class Leadrelay:
         self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.enqueue)
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
         self._worker: dramatiq.Worker | None = None
+        self._slow_worker: dramatiq.Worker | None = None
         self._sweeping: threading.Event | None = None
         self._sweep_thread: threading.Thread | None = None
 
@@ -133,15 +135,23 @@ class Leadrelay:
     # -- running as a service -------------------------------------------------------
 
     def start_worker(self, *, threads: int | None = None) -> None:
-        """Start Dramatiq worker threads consuming the delivery queue."""
+        """Start Dramatiq worker threads consuming the delivery queue.
+
+        As many again consume the slow lane, so that integrations that hang hold
+        those threads, never the ones healthy integrations need.
+        """
         if self._worker is None:
+            count = threads or self.settings.worker_threads
             self._worker = dramatiq.Worker(
-                self.broker,
-                queues={QUEUE},
-                worker_threads=threads or self.settings.worker_threads,
-                worker_timeout=100,
+                self.broker, queues={QUEUE}, worker_threads=count, worker_timeout=100
+            )
+            self._slow_worker = dramatiq.Worker(
+                self.broker, queues={SLOW_QUEUE}, worker_threads=count, worker_timeout=100
             )
             self._worker.start()
+            # Dramatiq warns when a second worker joins one broker; two are meant here.
+            with _quiet(self.broker.logger, "same type twice"):
+                self._slow_worker.start()
 
     def start_sweeper(self, interval: float | None = None) -> None:
         """Start the sweeper loop in a background thread."""
@@ -168,8 +178,11 @@ class Leadrelay:
 
         if isinstance(self.broker, StubBroker):
             self.broker.join(QUEUE, timeout=int(timeout * 1000))
+            self.broker.join(SLOW_QUEUE, timeout=int(timeout * 1000))
             if self._worker is not None:
                 self._worker.join()
+            if self._slow_worker is not None:
+                self._slow_worker.join()
 
     def close(self) -> None:
         """Stop the worker and sweeper, close connections."""
@@ -181,9 +194,26 @@ class Leadrelay:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        if self._slow_worker is not None:
+            self._slow_worker.stop()
+            self._slow_worker = None
         self.broker.close()
         self.runtimes.close()
         self.ledger.dispose()
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger, text: str) -> Iterator[None]:
+    """Drop ``logger``'s records containing ``text`` for the duration of the block."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return text not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _routes_from(proxies: Any, clock: Clock) -> ProxyRoutes:

@@ -27,6 +27,11 @@ from .ledger import DeliveryState
 
 QUEUE = "deliveries"
 ACTOR = "leadrelay.deliver"
+#: The slow lane: deliveries of integrations whose last attempt was slow (a CRM that
+#: hangs or answers after its timeout) run here, on worker threads of their own, so
+#: they never hold the threads healthy integrations need (docs/benchmarks.md, isolation).
+SLOW_QUEUE = "deliveries_slow"
+SLOW_ACTOR = "leadrelay.deliver_slow"
 
 
 def _middleware() -> list[Middleware]:
@@ -58,6 +63,8 @@ class Dispatcher:
         self.clock = clock
         register = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
         self.actor = register(self._deliver)
+        register_slow = dramatiq.actor(actor_name=SLOW_ACTOR, queue_name=SLOW_QUEUE, broker=broker)
+        self.slow_actor = register_slow(self._deliver_slow)
 
     def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:
         """Ask a worker to run ``delivery_id`` now, or not before ``at``."""
@@ -68,6 +75,15 @@ class Dispatcher:
         self.actor.send_with_options(args=(delivery_id,), delay=delay)
 
     def _deliver(self, delivery_id: int) -> None:
+        if self.runner.is_slow(delivery_id):
+            # Handed to the slow lane unclaimed: the ledger is untouched, and a lost
+            # hand-off is recovered by the sweeper like any lost message.
+            self.slow_actor.send(delivery_id)
+            return
+        result = self.runner.run(delivery_id)
+        self.after(result)
+
+    def _deliver_slow(self, delivery_id: int) -> None:
         result = self.runner.run(delivery_id)
         self.after(result)
 

@@ -4,16 +4,23 @@ The ledger is the truth. A delivery is *claimed* by moving it from ``pending``
 to ``sending`` with a lease, in one conditional UPDATE: two workers (or a
 duplicate broker message) can never send the same attempt twice. The attempt
 and the delivery's next state are then written in one transaction.
+
+This is the engine's hot path: its statements are built once, as Core
+statements with bound parameters, and rows are read as plain values (no ORM
+unit of work, no per-call statement construction or cache-key generation);
+``docs/benchmarks.md`` has the figures.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from .clock import Clock
 from .connector import LeadEnvelope
@@ -32,6 +39,11 @@ from .runtime import IntegrationRuntime, RuntimeCache
 
 log = logging.getLogger(__name__)
 
+#: An attempt that takes this long (or most of its connect or read timeout, if shorter)
+#: marks its integration slow, as soon as it is overdue: its next deliveries go to the
+#: slow lane (see broker) until one of its attempts is fast again.
+SLOW_ATTEMPT_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class AttemptResult:
@@ -46,6 +58,26 @@ class AttemptResult:
     crm_reference: str | None = None
 
 
+class _Delivery(NamedTuple):
+    """What an attempt needs of its delivery row."""
+
+    id: int
+    attempts_count: int
+    total_attempts: int
+    idempotency_key: str
+    crm_reference: str | None
+
+
+class _Lead(NamedTuple):
+    """What an attempt needs of its lead row."""
+
+    id: int
+    payload: Any
+    form_id: int
+    source: str
+    received_at: datetime
+
+
 class DeliveryRunner:
     """Runs delivery attempts against the ledger and the connectors."""
 
@@ -56,6 +88,12 @@ class DeliveryRunner:
         self.runtimes = runtimes
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
+        self._integrations: dict[int, Integration] = {}
+        #: Integrations whose last attempt in this process was slow.
+        self._slow: set[int] = set()
+        #: Attempts in flight: token → (integration id, when it becomes slow).
+        self._running: dict[int, tuple[int, float]] = {}
+        self._tokens = itertools.count()
 
     def run(self, delivery_id: int) -> AttemptResult | None:
         """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
@@ -87,9 +125,19 @@ class DeliveryRunner:
             attempt=attempt_no,
         )
         http = runtime.transport.client(runtime.redactor)
+        limit = _slow_after(runtime)
+        token = next(self._tokens)
         started = time.perf_counter()
-        verdict = attempt(runtime, envelope, http)
+        self._running[token] = (integration.id, started + limit)
+        try:
+            verdict = attempt(runtime, envelope, http)
+        finally:
+            del self._running[token]
         duration_ms = (time.perf_counter() - started) * 1000
+        if duration_ms / 1000 >= limit:
+            self._slow.add(integration.id)
+        else:
+            self._slow.discard(integration.id)
         proxy = next((e.proxy for e in reversed(http.exchanges) if e.proxy), None)
         return self._record(
             delivery,
@@ -102,33 +150,52 @@ class DeliveryRunner:
             runtime,
         )
 
+    # -- the slow lane --------------------------------------------------------------
+
+    def is_slow(self, delivery_id: int) -> bool:
+        """Whether the delivery's integration is slow here: its last attempt in this
+        process was, or one of its attempts has been running for too long already.
+
+        Free while no integration is slow; otherwise one primary-key read.
+        """
+        now = time.perf_counter()
+        for running, overdue_at in list(self._running.values()):
+            if now >= overdue_at:
+                self._slow.add(running)
+        if not self._slow:
+            return False
+        with self.ledger.transaction() as conn:
+            integration_id = conn.execute(_INTEGRATION_OF, {"delivery_id": delivery_id}).scalar()
+        return integration_id in self._slow
+
     # -- ledger steps ---------------------------------------------------------------
 
-    def _claim(self, delivery_id: int, now: datetime) -> tuple[Delivery, Lead, Integration] | None:
-        with self.ledger.session() as s:
-            result = s.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.state == DeliveryState.PENDING.value,
-                    Delivery.next_due_at <= now,
-                )
-                .values(state=DeliveryState.SENDING.value, lease_until=now + self.lease)
-                .execution_options(synchronize_session=False)
+    def _claim(
+        self, delivery_id: int, now: datetime
+    ) -> tuple[_Delivery, _Lead, Integration] | None:
+        """Move the delivery to ``sending`` if it is due and unclaimed; what sending it needs."""
+        with self.ledger.transaction() as conn:
+            result = conn.execute(
+                _CLAIM, {"delivery_id": delivery_id, "now": now, "lease": now + self.lease}
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 return None
-            row = s.execute(
-                select(Delivery, Lead, Integration)
-                .join(Lead, Lead.id == Delivery.lead_id)
-                .join(Integration, Integration.id == Delivery.integration_id)
-                .where(Delivery.id == delivery_id)
-            ).one()
-            return row[0], row[1], row[2]
+            row = conn.execute(_LOAD, {"delivery_id": delivery_id}).one()
+            delivery = _Delivery._make(row[:_N_DELIVERY])
+            lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
+            integration_id, revision = row[_N_DELIVERY + _N_LEAD :]
+            integration = self._integrations.get(integration_id)
+            if integration is None or integration.revision != revision:
+                # Changed or never seen: the whole row, as a detached Integration the
+                # runtime cache builds from; kept while its revision stays current.
+                values = conn.execute(_INTEGRATION, {"integration_id": integration_id}).one()
+                integration = Integration(**dict(zip(_INTEGRATION_KEYS, values, strict=True)))
+                self._integrations[integration_id] = integration
+        return delivery, lead, integration
 
     def _record(
         self,
-        delivery: Delivery,
+        delivery: _Delivery,
         attempt_no: int,
         started_at: datetime,
         duration_ms: float,
@@ -154,9 +221,9 @@ class DeliveryRunner:
                 else now + timedelta(minutes=5)
             )
             state = DeliveryState.PENDING if due is not None else DeliveryState.NOT_INTEGRATED
-        with self.ledger.session() as s:
-            s.execute(
-                insert(Attempt),
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                _INSERT_ATTEMPT,
                 {
                     "delivery_id": delivery.id,
                     "number": delivery.total_attempts + 1,
@@ -170,22 +237,20 @@ class DeliveryRunner:
                     "proxy": proxy,
                 },
             )
-            s.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery.id)
-                .values(
-                    state=state.value,
-                    attempts_count=attempt_no,
-                    total_attempts=delivery.total_attempts + 1,
-                    next_due_at=due,
-                    queued_for=due,
-                    lease_until=None,
-                    last_outcome=verdict.outcome.value,
-                    last_reason=verdict.reason,
-                    crm_reference=verdict.crm_reference or delivery.crm_reference,
-                    finished_at=None if state is DeliveryState.PENDING else now,
-                )
-                .execution_options(synchronize_session=False)
+            conn.execute(
+                _FINISH,
+                {
+                    "delivery_id": delivery.id,
+                    "new_state": state.value,
+                    "new_attempts_count": attempt_no,
+                    "new_total_attempts": delivery.total_attempts + 1,
+                    "new_next_due_at": due,
+                    "new_queued_for": due,
+                    "new_last_outcome": verdict.outcome.value,
+                    "new_last_reason": verdict.reason,
+                    "new_crm_reference": verdict.crm_reference or delivery.crm_reference,
+                    "new_finished_at": None if state is DeliveryState.PENDING else now,
+                },
             )
         return AttemptResult(
             delivery.id,
@@ -196,6 +261,67 @@ class DeliveryRunner:
             due,
             verdict.crm_reference,
         )
+
+
+# -- the hot path's statements, built once --------------------------------------------
+
+_D = cast(Table, Delivery.__table__)
+_L = cast(Table, Lead.__table__)
+_I = cast(Table, Integration.__table__)
+
+#: pending and due → sending, with a lease. Bound: delivery_id, now, lease.
+_CLAIM = (
+    update(_D)
+    .where(
+        _D.c.id == bindparam("delivery_id"),
+        _D.c.state == DeliveryState.PENDING.value,
+        _D.c.next_due_at <= bindparam("now", type_=_D.c.next_due_at.type),
+    )
+    .values(state=DeliveryState.SENDING.value, lease_until=bindparam("lease"))
+)
+_DELIVERY_COLUMNS = _Delivery._fields
+_LEAD_COLUMNS = _Lead._fields
+_INTEGRATION_KEYS = tuple(c.key for c in _I.columns)
+_N_DELIVERY, _N_LEAD = len(_DELIVERY_COLUMNS), len(_LEAD_COLUMNS)
+#: The claimed delivery, its lead and its integration's revision. Bound: delivery_id.
+_LOAD = (
+    select(
+        *(_D.c[k] for k in _DELIVERY_COLUMNS),
+        *(_L.c[k] for k in _LEAD_COLUMNS),
+        _I.c.id,
+        _I.c.revision,
+    )
+    .select_from(_D.join(_L, _L.c.id == _D.c.lead_id).join(_I, _I.c.id == _D.c.integration_id))
+    .where(_D.c.id == bindparam("delivery_id"))
+)
+#: The integration of a delivery. Bound: delivery_id.
+_INTEGRATION_OF = select(_D.c.integration_id).where(_D.c.id == bindparam("delivery_id"))
+#: An integration's whole row. Bound: integration_id.
+_INTEGRATION = select(*_I.columns).where(_I.c.id == bindparam("integration_id"))
+_INSERT_ATTEMPT = insert(cast(Table, Attempt.__table__))
+#: The delivery's state after an attempt. Bound: delivery_id and each ``new_*`` value.
+_FINISH = (
+    update(_D)
+    .where(_D.c.id == bindparam("delivery_id"))
+    .values(
+        state=bindparam("new_state"),
+        attempts_count=bindparam("new_attempts_count"),
+        total_attempts=bindparam("new_total_attempts"),
+        next_due_at=bindparam("new_next_due_at"),
+        queued_for=bindparam("new_queued_for"),
+        lease_until=None,
+        last_outcome=bindparam("new_last_outcome"),
+        last_reason=bindparam("new_last_reason"),
+        crm_reference=bindparam("new_crm_reference"),
+        finished_at=bindparam("new_finished_at"),
+    )
+)
+
+
+def _slow_after(runtime: IntegrationRuntime) -> float:
+    """Seconds after which an attempt counts as slow: a second, or most of a shorter timeout."""
+    t = runtime.transport.timeouts
+    return min(SLOW_ATTEMPT_SECONDS, 0.9 * t.connect, 0.9 * t.read)
 
 
 def attempt(runtime: IntegrationRuntime, lead: LeadEnvelope, http: object) -> Verdict:

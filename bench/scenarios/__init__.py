@@ -1,0 +1,7 @@
+"""The scenarios, registered in the order they run and are reported.
+
+Each module registers its scenarios with :func:`bench.core.scenario`; a new
+feature adds a module here (and a name to the smoke test's list).
+"""
+
+from . import throughput, intake, isolation, soap, proxy, growth, memory  # noqa: F401, I001
