@@ -135,3 +135,19 @@ def test_a_duplicate_message_sends_once(app: Leadrelay, httpserver: HTTPServer) 
     assert app.deliver(delivery_id) is None  # the second message finds it delivered
 
     assert len(httpserver.log) == 1
+
+
+def test_a_lead_submitted_where_no_worker_runs_is_swept_at_once(
+    app: Leadrelay, httpserver: HTTPServer
+) -> None:
+    # Given a process with the in-process broker and no worker (`leadrelay submit`
+    # while `leadrelay serve` runs elsewhere on the same ledger)
+    httpserver.expect_request("/crm").respond_with_json({"ok": True})
+    form_id = setup_form(app, httpserver.url_for("/crm"))
+
+    # When a lead is submitted
+    delivery_id = app.submit(form_id, LEAD).delivery_ids[0]
+
+    # Then no message is presumed on its way: the next sweep sends it, without a grace period
+    assert app.sweep().enqueued == 1
+    assert state(app, delivery_id) == "pending"

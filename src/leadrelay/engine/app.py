@@ -72,17 +72,27 @@ class Leadrelay:
         self, form_id: int, payload: Any, *, source: str = "form", external_id: str | None = None
     ) -> Accepted:
         """Accept one lead: durable with its deliveries before this returns, then enqueued."""
-        accepted = self.intake.accept(LeadIn(form_id, payload, source, external_id))
+        accepted = self.intake.accept(
+            LeadIn(form_id, payload, source, external_id), queued=self._consumed_here
+        )
         self._enqueue(accepted.delivery_ids)
         return accepted
 
     def submit_many(self, leads: Sequence[LeadIn], *, integrate: bool = True) -> list[Accepted]:
         """Accept several leads in one transaction (imports, batches)."""
-        accepted = self.intake.accept_many(leads, integrate=integrate)
+        accepted = self.intake.accept_many(leads, integrate=integrate, queued=self._consumed_here)
         self._enqueue(i for a in accepted for i in a.delivery_ids)
         return accepted
 
+    @property
+    def _consumed_here(self) -> bool:
+        """Whether a message sent now will reach a worker: always through Redis; through
+        the in-process broker only when this process runs one (``serve``, not ``submit``)."""
+        return self.settings.broker_url is not None or self._worker is not None
+
     def _enqueue(self, ids: Iterable[int]) -> None:
+        if not self._consumed_here:
+            return  # the deliveries are marked unqueued: a running sweeper sends them
         for delivery_id in ids:
             try:
                 self.dispatcher.enqueue(delivery_id)
@@ -127,7 +137,9 @@ class Leadrelay:
 
     def replay(self, flt: DeliveryFilter | None = None, *, dry_run: bool = False) -> ReplayPlan:
         """Replay failed deliveries; with ``dry_run``, only say what would be sent."""
-        plan = self.replayer.replay(flt or DeliveryFilter(), dry_run=dry_run)
+        plan = self.replayer.replay(
+            flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
+        )
         if not dry_run:
             self._enqueue(plan.delivery_ids)
         return plan

@@ -130,7 +130,8 @@ class DeliveryRunner:
         started = time.perf_counter()
         self._running[token] = (integration.id, started + limit)
         try:
-            verdict = attempt(runtime, envelope, http)
+            # A CRM may echo what it was sent: its words pass the same redaction.
+            verdict = attempt(runtime, envelope, http).redacted(http.redactor.text)
         finally:
             del self._running[token]
         duration_ms = (time.perf_counter() - started) * 1000
@@ -252,6 +253,14 @@ class DeliveryRunner:
                     "new_finished_at": None if state is DeliveryState.PENDING else now,
                 },
             )
+        log.info(
+            "delivery %s attempt %s: %s%s (%s)",
+            delivery.id,
+            attempt_no,
+            verdict.outcome.value,
+            f", next at {due.isoformat()}" if due else "",
+            verdict.reason,
+        )
         return AttemptResult(
             delivery.id,
             attempt_no,

@@ -90,17 +90,24 @@ class Intake:
         self.ledger = ledger
         self.clock = clock
 
-    def accept(self, lead: LeadIn, *, integrate: bool = True) -> Accepted:
+    def accept(self, lead: LeadIn, *, integrate: bool = True, queued: bool = True) -> Accepted:
         """Validate and store one lead with its deliveries, in one transaction."""
-        return self.accept_many([lead], integrate=integrate)[0]
+        return self.accept_many([lead], integrate=integrate, queued=queued)[0]
 
     def accept_many(
-        self, leads: Sequence[LeadIn], *, integrate: bool = True, due: datetime | None = None
+        self,
+        leads: Sequence[LeadIn],
+        *,
+        integrate: bool = True,
+        due: datetime | None = None,
+        queued: bool = True,
     ) -> list[Accepted]:
         """Store several leads (of any forms) in one transaction; all or none.
 
         ``integrate=False`` stores the leads without deliveries (an import that
         switched integration off). ``due`` delays the first attempt (throttled imports).
+        ``queued=False`` says no broker message will announce the deliveries, so the
+        sweeper sends them at once instead of waiting for a message presumed on its way.
         """
         checked = [
             (
@@ -139,7 +146,7 @@ class Intake:
                         "total_attempts": 0,
                         "replays": 0,
                         "next_due_at": first_due,
-                        "queued_for": first_due,
+                        "queued_for": first_due if queued else None,
                         "idempotency_key": uuid.uuid4().hex,
                         "created_at": now,
                     }

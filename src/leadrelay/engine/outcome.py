@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -55,6 +56,20 @@ class Verdict:
     trace: tuple[RuleTrace, ...] = field(default_factory=tuple)
     crm_reference: str | None = None
     retry_after: float | None = None
+
+    def redacted(self, text: Callable[[str], str]) -> Verdict:
+        """This verdict with ``text`` (a redactor) applied to everything a CRM's
+        answer can reach: the reason and what each rule saw."""
+        trace = tuple(
+            RuleTrace(
+                t.rule,
+                t.passed,
+                text(t.detail),
+                text(t.seen) if isinstance(t.seen, str) else t.seen,
+            )
+            for t in self.trace
+        )
+        return replace(self, reason=text(self.reason), trace=trace)
 
     def trace_dicts(self) -> list[dict[str, Any]]:
         """The trace as JSON-ready dicts."""

@@ -42,8 +42,13 @@ class Replayer:
         self.runtimes = runtimes
         self.clock = clock
 
-    def replay(self, flt: DeliveryFilter, *, dry_run: bool = False) -> ReplayPlan:
-        """Replay the failed deliveries matching ``flt`` (its state is forced to not integrated)."""
+    def replay(
+        self, flt: DeliveryFilter, *, dry_run: bool = False, queued: bool = True
+    ) -> ReplayPlan:
+        """Replay the failed deliveries matching ``flt`` (its state is forced to not integrated).
+
+        ``queued=False``: no broker message will follow; the sweeper sends them at once.
+        """
         flt = replace(flt, state=DeliveryState.NOT_INTEGRATED.value)
         query = flt.apply(
             select(Delivery, Lead, Integration)
@@ -67,7 +72,7 @@ class Replayer:
                         state=DeliveryState.PENDING.value,
                         attempts_count=0,
                         next_due_at=now,
-                        queued_for=now,
+                        queued_for=now if queued else None,
                         finished_at=None,
                         replays=Delivery.replays + 1,
                     )

@@ -116,3 +116,28 @@ def test_a_slow_crm_times_out_as_transient(app: Leadrelay, form_id: int,
     assert attempt["outcome"] == "transient"
     assert attempt["reason"] == "no answer within 0.2s"
     assert attempt["duration_ms"] < 900
+
+
+def test_a_crm_echoing_a_secret_does_not_leak_it_through_the_verdict(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    # Given a CRM that answers 200 with an error quoting the API key it was sent
+    httpserver.expect_request("/lead").respond_with_json(
+        {"success": False, "error": "key key-echo-42 is not allowed"}
+    )
+    expectations = {"rules": [{"kind": "json_field", "path": "error", "exists": False}]}
+    app.manage.create_integration(
+        form_id, name="CRM", connector="http_post", active=True, retry={"max_attempts": 1},
+        config={"url": httpserver.url_for("/lead"), "secret_headers": {"X-Api-Key": "key-echo-42"}},
+        expectations=expectations,
+    )
+    delivery_id = app.submit(form_id, LEAD).delivery_ids[0]
+
+    # When the rule rejects it, quoting what it saw
+    [result] = app.deliver_due()
+
+    # Then the reason, the trace, the listing and the record all show the key redacted
+    assert result.outcome.value == "rejected"
+    assert "[REDACTED]" in result.reason
+    shown = json.dumps([app.inspect(delivery_id), app.deliveries()])
+    assert "key-echo-42" not in shown
