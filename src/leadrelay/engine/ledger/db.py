@@ -35,9 +35,9 @@ class Ledger:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer, and every transaction here begins IMMEDIATE: threads of
         # this process queue on a lock instead of in SQLite's busy handler, which polls
-        # with sleeps of up to 100 ms while the lock is free (docs/benchmarks.md: the
-        # embedded throughput doubled). Re-entrant, so a nested transaction behaves as
-        # before; other processes sharing the file still meet the busy handler.
+        # with sleeps of up to 100 ms while the lock is free (docs/benchmarks.md: up to
+        # +60 % embedded throughput under contention). Re-entrant, so a nested transaction
+        # behaves as before; other processes sharing the file still meet the busy handler.
         self._writer: AbstractContextManager[object] = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
