@@ -70,7 +70,7 @@ def test_a_redis_worker_delivers_what_submit_enqueued(
                             env=redis)["delivery_ids"][0]
 
         # Then the worker delivers it at once (no sweeper runs)
-        wait_for(delivered(engine, delivery), timeout=10, what="the worker to deliver",
+        wait_for(delivered(engine, delivery), timeout=30, what="the worker to deliver",
                  logs=[worker])
     finally:
         code, stderr = stop(worker)
