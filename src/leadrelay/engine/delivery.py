@@ -114,16 +114,7 @@ class DeliveryRunner:
                 decided_by="configuration",
             )
             return self._record(delivery, attempt_no, now, 0.0, verdict, [], None, None)
-        envelope = LeadEnvelope(
-            fields=lead.payload,
-            lead_id=lead.id,
-            delivery_id=delivery.id,
-            idempotency_key=delivery.idempotency_key,
-            form_id=lead.form_id,
-            source=lead.source,
-            received_at=lead.received_at,
-            attempt=attempt_no,
-        )
+        envelope = envelope_for(lead, delivery, attempt_no)
         http = runtime.transport.client(runtime.redactor)
         limit = _slow_after(runtime)
         token = next(self._tokens)
@@ -331,6 +322,20 @@ def _slow_after(runtime: IntegrationRuntime) -> float:
     """Seconds after which an attempt counts as slow: a second, or most of a shorter timeout."""
     t = runtime.transport.timeouts
     return min(SLOW_ATTEMPT_SECONDS, 0.9 * t.connect, 0.9 * t.read)
+
+
+def envelope_for(lead: Any, delivery: Any, attempt: int = 1) -> LeadEnvelope:
+    """The connector's view of ``lead`` for ``delivery`` (rows or ORM objects alike)."""
+    return LeadEnvelope(
+        fields=lead.payload,
+        lead_id=lead.id,
+        delivery_id=delivery.id,
+        idempotency_key=delivery.idempotency_key,
+        form_id=lead.form_id,
+        source=lead.source,
+        received_at=lead.received_at,
+        attempt=attempt,
+    )
 
 
 def attempt(runtime: IntegrationRuntime, lead: LeadEnvelope, http: object) -> Verdict:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from .clock import Clock
-from .connector import LeadEnvelope
+from .delivery import envelope_for
 from .errors import LeadrelayError
 from .ledger import Delivery, DeliveryState, Integration, Lead, Ledger
 from .report import DeliveryFilter
@@ -89,15 +89,7 @@ class Replayer:
         try:
             runtime = self.runtimes.get(integration)
             rendered = runtime.connector.render(
-                LeadEnvelope(
-                    fields=lead.payload,
-                    lead_id=lead.id,
-                    delivery_id=d.id,
-                    idempotency_key=d.idempotency_key,
-                    form_id=lead.form_id,
-                    source=lead.source,
-                    received_at=lead.received_at,
-                )
+                envelope_for(lead, d)
             )
         except LeadrelayError as exc:
             return {**base, "error": str(exc)}
