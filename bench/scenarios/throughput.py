@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from leadrelay.engine.app import Leadrelay
+
 from .. import raw
 from ..core import Context, Target, scenario
 from ..rig import ChildProcess, CpuMeter, EngineSpec, feed, probe, setup_form, spec_json
@@ -72,22 +74,7 @@ def embedded_measure(
         with probe(database_url) as p:
             app.start_worker(threads=ctx.sizes.threads)
             app.start_sweeper()
-            deadline = ctx.deadline()
-            meter = CpuMeter([os.getpid()])
-            t0 = time.perf_counter()
-            feed(
-                app,
-                [form],
-                count,
-                batch=ctx.sizes.intake_batch,
-                feeders=ctx.sizes.feeders,
-                deadline=deadline,
-            )
-            fed = time.perf_counter() - t0
-            p.wait_delivered(count, deadline)
-            elapsed = time.perf_counter() - t0
-            cpu = meter.seconds()
-        ctx.log(f"intake done at {fed:.1f} s, last delivery at {elapsed:.1f} s")
+            elapsed, cpu = _feed_until_delivered(ctx, app, form, count, p, CpuMeter([os.getpid()]))
     finally:
         app.close()
     return count / elapsed, cpu * 1000 / count
@@ -118,27 +105,35 @@ def distributed_measure(
             w.wait_ready()
         with probe(database_url) as p:
             app.start_sweeper()
-            deadline = ctx.deadline()
             meter = CpuMeter([os.getpid(), *(w.proc.pid for w in workers)], services=True)
-            t0 = time.perf_counter()
-            feed(
-                app,
-                [form],
-                count,
-                batch=ctx.sizes.intake_batch,
-                feeders=ctx.sizes.feeders,
-                deadline=deadline,
-            )
-            fed = time.perf_counter() - t0
-            p.wait_delivered(count, deadline)
-            elapsed = time.perf_counter() - t0
-            cpu = meter.seconds()
-        ctx.log(f"intake done at {fed:.1f} s, last delivery at {elapsed:.1f} s")
+            elapsed, cpu = _feed_until_delivered(ctx, app, form, count, p, meter)
     finally:
         for w in workers:
             w.stop()
         app.close()
     return count / elapsed, cpu * 1000 / count
+
+
+def _feed_until_delivered(
+    ctx: Context, app: Leadrelay, form: int, count: int, progress: Any, meter: CpuMeter
+) -> tuple[float, float]:
+    """Feed ``count`` leads and wait for their last delivery: (seconds, CPU seconds)."""
+    deadline = ctx.deadline()
+    t0 = time.perf_counter()
+    feed(
+        app,
+        [form],
+        count,
+        batch=ctx.sizes.intake_batch,
+        feeders=ctx.sizes.feeders,
+        deadline=deadline,
+    )
+    fed = time.perf_counter() - t0
+    progress.wait_delivered(count, deadline)
+    elapsed = time.perf_counter() - t0
+    cpu = meter.seconds()
+    ctx.log(f"intake done at {fed:.1f} s, last delivery at {elapsed:.1f} s")
+    return elapsed, cpu
 
 
 Measure = Callable[[], tuple[float, float]]
