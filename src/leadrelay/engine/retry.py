@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,7 +57,6 @@ class RetryPolicy:
     jitter: float = 0.1
     #: Retry when the CRM answered but not as expected (the product default).
     retry_rejected: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, *, prefix: str = "retry") -> RetryPolicy:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .connector import Connector
+from .errors import ConfigError
 from .expectations import Expectations
 from .ledger.models import Integration
 from .plugins import Plugins
@@ -39,12 +40,14 @@ class IntegrationRuntime:
 
 
 class ProxyRoutes:
-    """Finds the proxy route for a static-IP pool name. Filled in by the static-IP module."""
+    """Finds the proxy route for a static-IP pool name.
 
-    def route(self, pool: str) -> ProxyRoute:  # pragma: no cover - replaced when pools exist
-        """The route for ``pool``."""
-        from .errors import ConfigError
+    This base knows no pool (a ``plugins.toml`` without ``[proxies]``);
+    :class:`~leadrelay.engine.proxies.StaticIpPools` knows the configured ones.
+    """
 
+    def route(self, pool: str) -> ProxyRoute:
+        """The route for ``pool``; :class:`ConfigError` when it is not configured."""
         raise ConfigError(
             f"static-IP pool {pool!r} is not configured in plugins.toml", field="static_ip_pool"
         )

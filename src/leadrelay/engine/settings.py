@@ -72,7 +72,6 @@ class Settings:
     lease_seconds: float = 120.0
     worker_threads: int = 8
     smtp_url: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
