@@ -7,8 +7,9 @@ and the delivery's next state are then written in one transaction.
 
 This is the engine's hot path: its statements are built once, as Core
 statements with bound parameters, and rows are read as plain values (no ORM
-unit of work, no per-call statement construction or cache-key generation);
-``docs/benchmarks.md`` has the figures.
+unit of work, no per-call statement construction or cache-key generation), and
+the claims and records of concurrent worker threads share transactions
+(:class:`~.batching.GroupCommit`); ``docs/benchmarks.md`` has the figures.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
+from .batching import GroupCommit
 from .clock import Clock
 from .connector import LeadEnvelope
 from .errors import (
@@ -78,6 +81,23 @@ class _Lead(NamedTuple):
     received_at: datetime
 
 
+#: A claimed delivery, with what sending it needs.
+_Claimed = tuple[_Delivery, _Lead, Integration]
+
+
+class _Claim(NamedTuple):
+    """Claim this delivery, if it is pending and due."""
+
+    delivery_id: int
+
+
+class _Record(NamedTuple):
+    """Insert this attempt and move its delivery to its next state."""
+
+    attempt: dict[str, Any]
+    finish: dict[str, Any]
+
+
 class DeliveryRunner:
     """Runs delivery attempts against the ledger and the connectors."""
 
@@ -94,6 +114,11 @@ class DeliveryRunner:
         #: Attempts in flight: token → (integration id, when it becomes slow).
         self._running: dict[int, tuple[int, float]] = {}
         self._tokens = itertools.count()
+        #: Claims and records of concurrent attempts, written together on one connection.
+        self._conn = ledger.held()
+        self.writes: GroupCommit[_Claim | _Record, _Claimed | None] = GroupCommit(
+            self._write_batch
+        )
 
     def run(self, delivery_id: int) -> AttemptResult | None:
         """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
@@ -162,28 +187,9 @@ class DeliveryRunner:
 
     # -- ledger steps ---------------------------------------------------------------
 
-    def _claim(
-        self, delivery_id: int, now: datetime
-    ) -> tuple[_Delivery, _Lead, Integration] | None:
+    def _claim(self, delivery_id: int, now: datetime) -> _Claimed | None:
         """Move the delivery to ``sending`` if it is due and unclaimed; what sending it needs."""
-        with self.ledger.transaction() as conn:
-            result = conn.execute(
-                _CLAIM, {"delivery_id": delivery_id, "now": now, "lease": now + self.lease}
-            )
-            if result.rowcount != 1:
-                return None
-            row = conn.execute(_LOAD, {"delivery_id": delivery_id}).one()
-            delivery = _Delivery._make(row[:_N_DELIVERY])
-            lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
-            integration_id, revision = row[_N_DELIVERY + _N_LEAD :]
-            integration = self._integrations.get(integration_id)
-            if integration is None or integration.revision != revision:
-                # Changed or never seen: the whole row, as a detached Integration the
-                # runtime cache builds from; kept while its revision stays current.
-                values = conn.execute(_INTEGRATION, {"integration_id": integration_id}).one()
-                integration = Integration(**dict(zip(_INTEGRATION_KEYS, values, strict=True)))
-                self._integrations[integration_id] = integration
-        return delivery, lead, integration
+        return self.writes(_Claim(delivery_id))
 
     def _record(
         self,
@@ -213,9 +219,8 @@ class DeliveryRunner:
                 else now + timedelta(minutes=5)
             )
             state = DeliveryState.PENDING if due is not None else DeliveryState.NOT_INTEGRATED
-        with self.ledger.transaction() as conn:
-            conn.execute(
-                _INSERT_ATTEMPT,
+        self.writes(
+            _Record(
                 {
                     "delivery_id": delivery.id,
                     "number": delivery.total_attempts + 1,
@@ -228,9 +233,6 @@ class DeliveryRunner:
                     "trace": verdict.trace_dicts(),
                     "proxy": proxy,
                 },
-            )
-            conn.execute(
-                _FINISH,
                 {
                     "delivery_id": delivery.id,
                     "new_state": state.value,
@@ -244,6 +246,7 @@ class DeliveryRunner:
                     "new_finished_at": None if state is DeliveryState.PENDING else now,
                 },
             )
+        )
         log.info(
             "delivery %s attempt %s: %s%s (%s)",
             delivery.id,
@@ -263,27 +266,71 @@ class DeliveryRunner:
         )
 
 
+    def _write_batch(self, ops: Sequence[_Claim | _Record]) -> list[_Claimed | None]:
+        """Records, then claims, of concurrent attempts, in one transaction.
+
+        Rows are written in delivery-id order, so that two processes' batches over
+        the same rows (duplicate messages) lock them in the same order.
+        """
+        records = sorted(
+            (op for op in ops if isinstance(op, _Record)), key=lambda r: r.finish["delivery_id"]
+        )
+        wanted = sorted({op.delivery_id for op in ops if isinstance(op, _Claim)})
+        claimed: dict[int, _Claimed] = {}
+        now = self.clock.now()
+        with self._conn.transaction() as conn:
+            if records:
+                conn.execute(_INSERT_ATTEMPT, [r.attempt for r in records])
+                conn.execute(_FINISH, [r.finish for r in records])
+            if wanted:
+                ids = list(
+                    conn.scalars(_CLAIM, {"ids": wanted, "now": now, "lease": now + self.lease})
+                )
+                if ids:
+                    for row in conn.execute(_LOAD, {"ids": ids}):
+                        delivery = _Delivery._make(row[:_N_DELIVERY])
+                        lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
+                        integration = self._integration(conn, *row[_N_DELIVERY + _N_LEAD :])
+                        claimed[delivery.id] = (delivery, lead, integration)
+        results: list[_Claimed | None] = []
+        for op in ops:
+            # A delivery asked for twice in one batch (a duplicate message) goes to the first.
+            results.append(claimed.pop(op.delivery_id, None) if isinstance(op, _Claim) else None)
+        return results
+
+    def _integration(self, conn: Any, integration_id: int, revision: int) -> Integration:
+        """The integration as a detached row, fetched again only when its revision changed."""
+        integration = self._integrations.get(integration_id)
+        if integration is None or integration.revision != revision:
+            values = conn.execute(_INTEGRATION, {"integration_id": integration_id}).one()
+            integration = Integration(**dict(zip(_INTEGRATION_KEYS, values, strict=True)))
+            self._integrations[integration_id] = integration
+        return integration
+
+
 # -- the hot path's statements, built once --------------------------------------------
 
 _D = cast(Table, Delivery.__table__)
 _L = cast(Table, Lead.__table__)
 _I = cast(Table, Integration.__table__)
 
-#: pending and due → sending, with a lease. Bound: delivery_id, now, lease.
+#: Those of some deliveries that are pending and due → sending, with a lease; their ids.
+#: Bound: ids, now, lease.
 _CLAIM = (
     update(_D)
     .where(
-        _D.c.id == bindparam("delivery_id"),
+        _D.c.id.in_(bindparam("ids", expanding=True)),
         _D.c.state == DeliveryState.PENDING.value,
         _D.c.next_due_at <= bindparam("now", type_=_D.c.next_due_at.type),
     )
     .values(state=DeliveryState.SENDING.value, lease_until=bindparam("lease"))
+    .returning(_D.c.id)
 )
 _DELIVERY_COLUMNS = _Delivery._fields
 _LEAD_COLUMNS = _Lead._fields
 _INTEGRATION_KEYS = tuple(c.key for c in _I.columns)
 _N_DELIVERY, _N_LEAD = len(_DELIVERY_COLUMNS), len(_LEAD_COLUMNS)
-#: The claimed delivery, its lead and its integration's revision. Bound: delivery_id.
+#: Claimed deliveries, their leads and their integrations' revisions. Bound: ids.
 _LOAD = (
     select(
         *(_D.c[k] for k in _DELIVERY_COLUMNS),
@@ -292,7 +339,7 @@ _LOAD = (
         _I.c.revision,
     )
     .select_from(_D.join(_L, _L.c.id == _D.c.lead_id).join(_I, _I.c.id == _D.c.integration_id))
-    .where(_D.c.id == bindparam("delivery_id"))
+    .where(_D.c.id.in_(bindparam("ids", expanding=True)))
 )
 #: The integration of a delivery. Bound: delivery_id.
 _INTEGRATION_OF = select(_D.c.integration_id).where(_D.c.id == bindparam("delivery_id"))

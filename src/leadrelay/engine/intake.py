@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select
 
+from .batching import GroupCommit
 from .clock import Clock
 from .errors import BadInput, NotFound
 from .ledger import Delivery, DeliveryState, Form, Integration, Lead, Ledger
@@ -83,16 +84,38 @@ def validate_source(source: Any) -> str:
         ) from None
 
 
+class _Checked(NamedTuple):
+    """A lead that passed validation, with how its deliveries are announced."""
+
+    lead: LeadIn
+    payload: dict[str, Any]
+    source: str
+    queued: bool
+
+
+def _check(lead: LeadIn, field: str, queued: bool) -> _Checked:
+    return _Checked(
+        lead, validate_payload(lead.payload, field=field), validate_source(lead.source), queued
+    )
+
+
 class Intake:
     """Accepts leads into the ledger."""
 
     def __init__(self, ledger: Ledger, clock: Clock) -> None:
         self.ledger = ledger
         self.clock = clock
+        # Leads submitted at the same time by different threads (API requests) are
+        # stored in one transaction; each caller still returns only once its lead is
+        # committed (batching.py).
+        self._conn = ledger.held()
+        self.stores: GroupCommit[_Checked, Accepted] = GroupCommit(self._store_batch)
 
     def accept(self, lead: LeadIn, *, integrate: bool = True, queued: bool = True) -> Accepted:
-        """Validate and store one lead with its deliveries, in one transaction."""
-        return self.accept_many([lead], integrate=integrate, queued=queued)[0]
+        """Validate and store one lead with its deliveries; committed when this returns."""
+        if not integrate:
+            return self.accept_many([lead], integrate=False, queued=queued)[0]
+        return self.stores(_check(lead, "payload", queued))
 
     def accept_many(
         self,
@@ -110,61 +133,68 @@ class Intake:
         sweeper sends them at once instead of waiting for a message presumed on its way.
         """
         checked = [
-            (
-                validate_payload(
-                    lead.payload, field=f"leads[{i}].payload" if len(leads) > 1 else "payload"
-                ),
-                validate_source(lead.source),
-                lead,
-            )
+            _check(lead, f"leads[{i}].payload" if len(leads) > 1 else "payload", queued)
             for i, lead in enumerate(leads)
         ]
+        with self.ledger.transaction() as conn:
+            return self._store(conn, checked, integrate=integrate, due=due)
+
+    def _store_batch(self, checked: Sequence[_Checked]) -> list[Accepted]:
+        with self._conn.transaction() as conn:
+            return self._store(conn, checked)
+
+    def _store(
+        self,
+        conn: Any,
+        checked: Sequence[_Checked],
+        *,
+        integrate: bool = True,
+        due: datetime | None = None,
+    ) -> list[Accepted]:
+        """Insert the leads and their deliveries on ``conn``, inside its transaction."""
         now = self.clock.now()
         first_due = due or now
         results: list[Accepted] = []
-        with self.ledger.transaction() as conn:
-            targets = self._targets(conn, {lead.form_id for lead in leads})
-            if not integrate:
-                targets = {}
-            for payload, source, lead in checked:
-                lead_id = conn.execute(
-                    _INSERT_LEAD,
-                    {
-                        "form_id": lead.form_id,
-                        "source": source,
-                        "payload": payload,
-                        "external_id": lead.external_id,
-                        "received_at": now,
-                    },
-                ).scalar_one()
-                rows = [
-                    {
-                        "lead_id": lead_id,
-                        "integration_id": integration_id,
-                        "state": DeliveryState.PENDING.value,
-                        "attempts_count": 0,
-                        "total_attempts": 0,
-                        "replays": 0,
-                        "next_due_at": first_due,
-                        "queued_for": first_due if queued else None,
-                        "idempotency_key": uuid.uuid4().hex,
-                        "created_at": now,
-                    }
-                    for integration_id, _, _ in targets.get(lead.form_id, ())
-                ]
-                ids: list[int] = []
-                if len(rows) == 1:
-                    ids = [conn.execute(_INSERT_DELIVERY, rows[0]).scalar_one()]
-                elif rows:
-                    ids = list(conn.scalars(_INSERT_DELIVERIES, rows))
-                realtime = tuple(
-                    (did, budget)
-                    for did, (_, is_rt, budget) in zip(
-                        ids, targets.get(lead.form_id, ()), strict=True
-                    )
-                    if is_rt
-                )
-                results.append(Accepted(lead_id, tuple(ids), realtime))
+        targets = self._targets(conn, {c.lead.form_id for c in checked})
+        if not integrate:
+            targets = {}
+        for lead, payload, source, queued in checked:
+            lead_id = conn.execute(
+                _INSERT_LEAD,
+                {
+                    "form_id": lead.form_id,
+                    "source": source,
+                    "payload": payload,
+                    "external_id": lead.external_id,
+                    "received_at": now,
+                },
+            ).scalar_one()
+            rows = [
+                {
+                    "lead_id": lead_id,
+                    "integration_id": integration_id,
+                    "state": DeliveryState.PENDING.value,
+                    "attempts_count": 0,
+                    "total_attempts": 0,
+                    "replays": 0,
+                    "next_due_at": first_due,
+                    "queued_for": first_due if queued else None,
+                    "idempotency_key": uuid.uuid4().hex,
+                    "created_at": now,
+                }
+                for integration_id, _, _ in targets.get(lead.form_id, ())
+            ]
+            ids: list[int] = []
+            if len(rows) == 1:
+                ids = [conn.execute(_INSERT_DELIVERY, rows[0]).scalar_one()]
+            elif rows:
+                ids = list(conn.scalars(_INSERT_DELIVERIES, rows))
+            realtime = tuple(
+                (did, budget)
+                for did, (_, is_rt, budget) in zip(ids, targets.get(lead.form_id, ()), strict=True)
+                if is_rt
+            )
+            results.append(Accepted(lead_id, tuple(ids), realtime))
         return results
 
     def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:

@@ -1,0 +1,118 @@
+"""Group commit: concurrent callers' small writes, done together in one transaction.
+
+A worker process runs many threads, each with one tiny ledger write to make at a
+time (claim this delivery, record that attempt, store this lead). One transaction
+each means one ``BEGIN``/``COMMIT`` (and, on PostgreSQL, one WAL flush) per write,
+and on SQLite the writers queue for its single write lock anyway. A
+:class:`GroupCommit` turns that queue into batches: the first caller to find it idle
+becomes the *leader* and runs every item waiting at that moment in one call; the
+others wait for their own result. Nobody waits for a batch to fill — a caller
+alone runs alone — so latency never grows, and batches grow exactly when callers
+would otherwise have queued.
+
+A batch that fails is retried item by item, so one bad item (a constraint, a
+deadlock victim) fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_PENDING = object()
+
+
+class _Slot(Generic[T, R]):
+    """One caller's item and, once the batch ran, its result or error."""
+
+    __slots__ = ("error", "item", "result")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.result: object = _PENDING
+        self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not _PENDING or self.error is not None
+
+
+class GroupCommit(Generic[T, R]):
+    """Runs concurrent calls in batches through ``run_batch``.
+
+    ``run_batch`` gets the waiting items in arrival order and returns one result
+    per item, in the same order; it runs in the leader's thread, one batch at a time.
+    """
+
+    def __init__(
+        self, run_batch: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int = 64
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot[T, R]] = []
+        self._busy = False
+        #: Batches run and items they carried, for benchmarks and tests.
+        self.batches = 0
+        self.items = 0
+
+    def __call__(self, item: T) -> R:
+        """Run ``item`` (with whatever else is waiting); its result, or its error raised."""
+        slot: _Slot[T, R] = _Slot(item)
+        with self._cond:
+            self._waiting.append(slot)
+            while True:
+                while self._busy and not slot.done:
+                    self._cond.wait()
+                if slot.done:
+                    return _outcome(slot)
+                # Idle and our item still waits: lead the next batch.
+                self._busy = True
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, batch: list[_Slot[T, R]]) -> None:
+        self.batches += 1
+        self.items += len(batch)
+        try:
+            _fill(batch, self._run_batch([s.item for s in batch]))
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            # Rolled back as a whole: each item again on its own, so an error
+            # reaches only the caller whose item caused it.
+            for slot in batch:
+                try:
+                    _fill([slot], self._run_batch([slot.item]))
+                except Exception as single:
+                    slot.error = single
+        except BaseException as exc:  # interrupted: nobody may wait forever
+            for slot in batch:
+                if not slot.done:
+                    slot.error = exc
+            raise
+
+
+def _fill(batch: list[_Slot[T, R]], results: Sequence[R]) -> None:
+    if len(results) != len(batch):
+        raise RuntimeError(f"a batch of {len(batch)} items gave {len(results)} results")
+    for slot, result in zip(batch, results, strict=True):
+        slot.result = result
+
+
+def _outcome(slot: _Slot[T, R]) -> R:
+    if slot.error is not None:
+        raise slot.error
+    return slot.result  # type: ignore[return-value]
