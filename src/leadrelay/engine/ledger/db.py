@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -93,23 +94,23 @@ class HeldConnection:
     built per transaction — about a third of SQLAlchemy's cost on the delivery hot path
     (docs/benchmarks.md). Its user runs one transaction at a time.
 
-    A connection the database dropped is replaced on the next transaction, which is what
-    ``pool_pre_ping`` gives pooled connections.
+    A connection idle for ``ping_after`` seconds is pinged before use and replaced if
+    the database dropped it (a restart, an idle timeout): what ``pool_pre_ping`` does for
+    pooled connections, without its round trip on every transaction of a busy writer.
+    One that fails mid-transaction is replaced on the next one.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, ping_after: float = 10.0) -> None:
         self.ledger = ledger
+        self.ping_after = ping_after
         self._conn: Connection | None = None
+        self._used = 0.0
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """The held connection in one transaction, as :meth:`Ledger.transaction`."""
         with self.ledger._writer:
-            conn = self._conn
-            if conn is None or conn.invalidated or conn.closed:
-                if conn is not None:
-                    conn.close()
-                conn = self._conn = self.ledger.engine.connect()
+            conn = self._connection()
             try:
                 with conn.begin():
                     yield conn
@@ -117,6 +118,22 @@ class HeldConnection:
                 if exc.connection_invalidated:
                     self.close()
                 raise
+
+    def _connection(self) -> Connection:
+        conn, now = self._conn, time.monotonic()
+        if conn is not None and not conn.invalidated and now - self._used >= self.ping_after:
+            try:
+                alive = self.ledger.engine.dialect.do_ping(conn.connection.dbapi_connection)  # type: ignore[arg-type]
+            except Exception:  # the driver's own error: whatever it is, start afresh
+                alive = False
+            if not alive:
+                conn.invalidate()
+        if conn is None or conn.invalidated or conn.closed:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self.ledger.engine.connect()
+        self._used = now
+        return conn
 
     def close(self) -> None:
         """Give the connection back (closing it if the database dropped it)."""

@@ -1,0 +1,201 @@
+"""Group commit: concurrent writes share transactions, and an error stays with its caller.
+
+The generic :class:`GroupCommit` is driven with events (no sleeps): a first batch is
+held open until the other callers are queued, so the second batch's shape is known.
+The engine-level tests check what users rely on: concurrent submits and deliveries
+each land once, a bad lead in a batch fails only its own submit, and a held
+connection the database dropped is replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.batching import GroupCommit
+from leadrelay.engine.errors import NotFound
+from leadrelay.engine.ledger import Attempt, Delivery, Lead
+
+
+def _wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        done.wait(0.01)
+    raise AssertionError("condition not reached")
+
+
+class Recorder:
+    """A batch function that records its batches and can hold the first one open."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        if any(i < 0 for i in items):
+            raise ValueError(f"negative item in {list(items)}")
+        return [i * 10 for i in items]
+
+
+def test_a_caller_alone_runs_alone_and_gets_its_result() -> None:
+    run = Recorder()
+    run.release.set()
+    commit = GroupCommit(run)
+    assert commit(4) == 40
+    assert run.batches == [[4]]
+
+
+def test_callers_arriving_during_a_batch_share_the_next_one() -> None:
+    run = Recorder()
+    commit = GroupCommit(run)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(commit, 1)
+        assert run.entered.wait(10)
+        rest = [pool.submit(commit, i) for i in range(2, 7)]
+        _wait_until(lambda: len(commit._waiting) == 5)
+        run.release.set()
+        assert first.result(10) == 10
+        assert sorted(f.result(10) for f in rest) == [20, 30, 40, 50, 60]
+    assert run.batches[0] == [1]
+    assert sorted(run.batches[1]) == [2, 3, 4, 5, 6]
+    assert len(run.batches) == 2
+    assert (commit.batches, commit.items) == (2, 6)
+
+
+def test_a_failing_item_fails_only_its_caller() -> None:
+    run = Recorder()
+    commit = GroupCommit(run)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(commit, 1)
+        assert run.entered.wait(10)
+        good = [pool.submit(commit, 2), pool.submit(commit, 3)]
+        bad = pool.submit(commit, -1)
+        _wait_until(lambda: len(commit._waiting) == 3)
+        run.release.set()
+        assert first.result(10) == 10
+        assert sorted(f.result(10) for f in good) == [20, 30]
+        with pytest.raises(ValueError, match=r"negative item in \[-1\]"):
+            bad.result(10)
+    # The shared batch failed as a whole, then each item ran on its own.
+    assert sorted(map(sorted, run.batches[2:])) == [[-1], [2], [3]]
+
+
+def test_max_batch_bounds_a_batch() -> None:
+    run = Recorder()
+    commit = GroupCommit(run, max_batch=2)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(commit, 1)
+        assert run.entered.wait(10)
+        rest = [pool.submit(commit, i) for i in range(2, 7)]
+        _wait_until(lambda: len(commit._waiting) == 5)
+        run.release.set()
+        assert [f.result(10) for f in [first, *rest]] == [10, 20, 30, 40, 50, 60]
+    assert all(len(b) <= 2 for b in run.batches)
+    assert sorted(i for b in run.batches for i in b) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_wrong_number_of_results_is_an_error_not_a_mixup() -> None:
+    commit: GroupCommit[int, int] = GroupCommit(lambda items: [])
+    with pytest.raises(RuntimeError, match="a batch of 1 items gave 0 results"):
+        commit(1)
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+def _count(app: Leadrelay, model: type) -> int:
+    with app.ledger.session() as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+
+
+def _integrate(app: Leadrelay, form_id: int, url: str = "http://127.0.0.1:9/leads") -> None:
+    app.manage.create_integration(
+        form_id, name="CRM", connector="http_post", config={"url": url}, active=True
+    )
+
+
+def test_concurrent_submits_each_land_once_and_a_bad_form_fails_only_its_own(
+    app: Leadrelay, form_id: int
+) -> None:
+    _integrate(app, form_id)
+    def submit(i: int) -> int | str:
+        try:
+            return app.submit(form_id if i % 7 else 999_999, {"email": f"l{i}@example.com"}).lead_id
+        except NotFound as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(submit, range(200)))
+    lead_ids = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, str)]
+    assert len(refused) == len(range(0, 200, 7)) and set(refused) == {
+        "form 999999 does not exist"
+    }
+    assert len(set(lead_ids)) == len(lead_ids) == 200 - len(refused)
+    assert _count(app, Lead) == len(lead_ids)
+    assert _count(app, Delivery) == len(lead_ids)  # the form has one active integration
+
+
+def test_a_delivery_asked_for_twice_in_one_batch_is_claimed_once(
+    app: Leadrelay, form_id: int
+) -> None:
+    from leadrelay.engine.delivery import _Claim
+
+    _integrate(app, form_id)
+    (delivery_id,) = app.submit(form_id, {"email": "a@example.com"}).delivery_ids
+    first, second = app.runner._write_batch([_Claim(delivery_id), _Claim(delivery_id)])
+    assert first is not None and first[0].id == delivery_id
+    assert second is None
+
+
+def test_concurrent_deliveries_are_each_attempted_once(
+    app: Leadrelay, form_id: int, httpserver
+) -> None:  # type: ignore[no-untyped-def]
+    httpserver.expect_request("/leads", method="POST").respond_with_json({"ok": True})
+    _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = [i for n in range(60) for i in app.submit(form_id, {"n": n}).delivery_ids]
+    # Every delivery asked for by three threads at once: duplicate messages.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(app.deliver, ids * 3))
+    done = [r for r in results if r is not None]
+    assert sorted(r.delivery_id for r in done) == sorted(ids)
+    assert _count(app, Attempt) == len(ids)
+    assert len(httpserver.log) == len(ids)
+
+
+@pytest.mark.postgres
+def test_a_held_connection_the_database_dropped_is_replaced(
+    postgres_database: str, make_settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    app = Leadrelay(make_settings(tmp_path, postgres_database))
+    try:
+        acct = app.manage.create_account("Acme", "owner@acme.test")
+        form = app.manage.create_form(acct.id, "Contact")
+        app.submit(form.id, {"n": 1})  # the intake's held connection is open now
+        app.intake._conn.ping_after = 0  # ping before each use, as after a long idle
+        with app.ledger.engine.connect() as admin:
+            admin.execute(
+                sa.text(
+                    "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            )
+            admin.commit()
+        accepted = app.submit(form.id, {"n": 2})
+        with app.ledger.session() as s:
+            stored = s.scalars(sa.select(Lead.payload).where(Lead.form_id == form.id)).all()
+        assert accepted.lead_id > 0 and sorted(p["n"] for p in stored) == [1, 2]
+    finally:
+        app.close()
