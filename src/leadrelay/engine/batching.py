@@ -27,14 +27,18 @@ _PENDING = object()
 
 
 class _Slot(Generic[T, R]):
-    """One caller's item and, once the batch ran, its result or error."""
+    """One caller's item, the lock its caller sleeps on, and once run, its result or error."""
 
-    __slots__ = ("error", "item", "result")
+    __slots__ = ("error", "item", "result", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.result: object = _PENDING
         self.error: BaseException | None = None
+        # Held from birth; released exactly once, by the leader that ran the item or
+        # that hands over the lead: a caller wakes once, never for somebody else's batch.
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
     @property
     def done(self) -> bool:
@@ -53,7 +57,7 @@ class GroupCommit(Generic[T, R]):
     ) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Slot[T, R]] = []
         self._busy = False
         #: Batches run and items they carried, for benchmarks and tests.
@@ -63,24 +67,31 @@ class GroupCommit(Generic[T, R]):
     def __call__(self, item: T) -> R:
         """Run ``item`` (with whatever else is waiting); its result, or its error raised."""
         slot: _Slot[T, R] = _Slot(item)
-        with self._cond:
+        with self._lock:
             self._waiting.append(slot)
-            while True:
-                while self._busy and not slot.done:
-                    self._cond.wait()
-                if slot.done:
-                    return _outcome(slot)
-                # Idle and our item still waits: lead the next batch.
-                self._busy = True
-                batch = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
-                self._cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            slot.wake.acquire()  # until our item ran, or the lead is handed to us
+            if slot.done:
+                return _outcome(slot)
+        # Leading: our item is the first waiting (we found the batcher idle, or were
+        # handed the lead as the oldest waiting), so it is in this batch.
+        with self._lock:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+        try:
+            self._run(batch)
+        finally:
+            for other in batch:
+                if other is not slot:
+                    other.wake.release()
+            with self._lock:
+                successor = self._waiting[0] if self._waiting else None
+                self._busy = successor is not None
+            if successor is not None:
+                successor.wake.release()  # not done: it leads the next batch
+        return _outcome(slot)
 
     def _run(self, batch: list[_Slot[T, R]]) -> None:
         self.batches += 1
