@@ -155,9 +155,9 @@ def test_a_delivery_asked_for_twice_in_one_batch_is_claimed_once(
 
     _integrate(app, form_id)
     (delivery_id,) = app.submit(form_id, {"email": "a@example.com"}).delivery_ids
-    first, second = app.runner._write_batch([_Claim(delivery_id), _Claim(delivery_id)])
-    assert first is not None and first[0].id == delivery_id
-    assert second is None
+    first, second = app.runner._write_batch([_Claim((delivery_id,)), _Claim((delivery_id,))])
+    assert first is not None and [d.id for d, _, _ in first] == [delivery_id]
+    assert second == []
 
 
 def test_concurrent_deliveries_are_each_attempted_once(

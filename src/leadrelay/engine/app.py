@@ -59,7 +59,7 @@ class Leadrelay:
         )
         self.broker = make_broker(self.settings.broker_url)
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
-        self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.enqueue)
+        self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.announce)
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
@@ -75,13 +75,13 @@ class Leadrelay:
         accepted = self.intake.accept(
             LeadIn(form_id, payload, source, external_id), queued=self._consumed_here
         )
-        self._enqueue(accepted.delivery_ids)
+        self._enqueue(accepted.deliveries())
         return accepted
 
     def submit_many(self, leads: Sequence[LeadIn], *, integrate: bool = True) -> list[Accepted]:
         """Accept several leads in one transaction (imports, batches)."""
         accepted = self.intake.accept_many(leads, integrate=integrate, queued=self._consumed_here)
-        self._enqueue(i for a in accepted for i in a.delivery_ids)
+        self._enqueue(d for a in accepted for d in a.deliveries())
         return accepted
 
     @property
@@ -90,14 +90,10 @@ class Leadrelay:
         the in-process broker only when this process runs one (``serve``, not ``submit``)."""
         return self.settings.broker_url is not None or self._worker is not None
 
-    def _enqueue(self, ids: Iterable[int]) -> None:
+    def _enqueue(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
         if not self._consumed_here:
             return  # the deliveries are marked unqueued: a running sweeper sends them
-        for delivery_id in ids:
-            try:
-                self.dispatcher.enqueue(delivery_id)
-            except Exception:  # the ledger has it: the sweeper will send it
-                log.warning("enqueue of delivery %s failed; the sweeper will retry", delivery_id)
+        self.dispatcher.announce(deliveries)  # never raises: the sweeper covers a lost one
 
     # -- delivering -----------------------------------------------------------------
 
@@ -141,7 +137,7 @@ class Leadrelay:
             flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
         )
         if not dry_run:
-            self._enqueue(plan.delivery_ids)
+            self._enqueue((None, i) for i in plan.delivery_ids)
         return plan
 
     # -- running as a service -------------------------------------------------------
@@ -188,6 +184,7 @@ class Leadrelay:
         """Wait until the in-process queue is drained (in-process broker only)."""
         from dramatiq.brokers.stub import StubBroker
 
+        self.dispatcher.announcer.flush()
         if isinstance(self.broker, StubBroker):
             self.broker.join(QUEUE, timeout=int(timeout * 1000))
             self.broker.join(SLOW_QUEUE, timeout=int(timeout * 1000))
@@ -203,6 +200,7 @@ class Leadrelay:
             assert self._sweep_thread is not None
             self._sweep_thread.join()
             self._sweeping = self._sweep_thread = None
+        self.dispatcher.announcer.close()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None

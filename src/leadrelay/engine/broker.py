@@ -1,19 +1,22 @@
 """Transport of delivery ids: the Dramatiq broker and the ``deliver`` actor.
 
-Messages carry only a delivery id; the ledger holds everything else, so a lost
-message costs a little latency (the sweeper re-sends it), never a lead.
+Messages carry only delivery ids (and their integration's); the ledger holds
+everything else, so a lost message costs a little latency (the sweeper re-sends
+it), never a lead.
 Dramatiq's Retries middleware is left out: the engine's retry policy alone
 decides when a delivery is tried again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, TimeLimit
 
+from .announcer import Announcer
 from .clock import Clock
 from .delivery import AttemptResult, DeliveryRunner
 from .ledger import DeliveryState
@@ -45,9 +48,22 @@ def make_broker(url: str | None) -> dramatiq.Broker:
 
 
 class Dispatcher:
-    """Sends delivery ids to the broker and runs them when they come back."""
+    """Sends delivery ids to the broker and runs them when they come back.
 
-    def __init__(self, broker: dramatiq.Broker, runner: DeliveryRunner, clock: Clock) -> None:
+    A message carries the ids of some deliveries of one integration (``None`` when the
+    sender does not know it): new deliveries are announced in few messages
+    (:class:`~.announcer.Announcer`), and a worker runs a message's deliveries as one
+    batch (:meth:`DeliveryRunner.run_batch`).
+    """
+
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        runner: DeliveryRunner,
+        clock: Clock,
+        *,
+        window: float = 0.005,
+    ) -> None:
         self.broker = broker
         self.runner = runner
         self.clock = clock
@@ -55,29 +71,55 @@ class Dispatcher:
         self.actor = register(self._deliver)
         register_slow = dramatiq.actor(actor_name=SLOW_ACTOR, queue_name=SLOW_QUEUE, broker=broker)
         self.slow_actor = register_slow(self._deliver_slow)
+        self.announcer = Announcer(self._send, window=window)
 
-    def enqueue(self, delivery_id: int, *, at: datetime | None = None) -> None:
-        """Ask a worker to run ``delivery_id`` now, or not before ``at``."""
+    def announce(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
+        """Announce new ``(integration id, delivery id)`` pairs to the workers."""
+        self.announcer.announce(deliveries)
+
+    def enqueue(
+        self, delivery_id: int, *, at: datetime | None = None, integration_id: int | None = None
+    ) -> None:
+        """Ask a worker to run ``delivery_id`` now, or not before ``at``, in its own message."""
         delay = None
         if at is not None:
             ms = int((at - self.clock.now()).total_seconds() * 1000)
             delay = ms if ms > 0 else None
-        self.actor.send_with_options(args=(delivery_id,), delay=delay)
+        self.actor.send_with_options(args=([delivery_id], integration_id), delay=delay)
 
-    def _deliver(self, delivery_id: int) -> None:
-        if self.runner.is_slow(delivery_id):
-            # Handed to the slow lane unclaimed: the ledger is untouched, and a lost
-            # hand-off is recovered by the sweeper like any lost message.
-            self.slow_actor.send(delivery_id)
-            return
-        result = self.runner.run(delivery_id)
-        self.after(result)
+    def _send(self, integration_id: int | None, delivery_ids: list[int]) -> None:
+        self.actor.send(delivery_ids, integration_id)
 
-    def _deliver_slow(self, delivery_id: int) -> None:
-        result = self.runner.run(delivery_id)
-        self.after(result)
+    def _deliver(self, delivery_ids: list[int] | int, integration_id: int | None = None) -> None:
+        ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
+        # Deliveries of slow integrations go to the slow lane unclaimed: the ledger is
+        # untouched, and a lost hand-off is recovered by the sweeper like any lost message.
+        if integration_id is not None:
+            if self.runner.slow(integration_id):
+                self._to_slow_lane(ids)
+                return
+        else:
+            slow = [i for i in ids if self.runner.is_slow(i)]
+            if slow:
+                self._to_slow_lane(slow)
+                ids = [i for i in ids if i not in slow]
+        self.after(self.runner.run_batch(ids, spill=self._to_slow_lane))
 
-    def after(self, result: AttemptResult | None) -> None:
-        """Schedule the next attempt of a delivery that will be retried."""
-        if result is not None and result.state is DeliveryState.PENDING and result.next_due_at:
-            self.enqueue(result.delivery_id, at=result.next_due_at)
+    def _to_slow_lane(self, delivery_ids: list[int]) -> None:
+        for delivery_id in delivery_ids:  # one each: slow CRMs are worked on in parallel
+            self.slow_actor.send([delivery_id])
+
+    def _deliver_slow(
+        self, delivery_ids: list[int] | int, integration_id: int | None = None
+    ) -> None:
+        ids = [delivery_ids] if isinstance(delivery_ids, int) else delivery_ids
+        for delivery_id in ids:
+            self.after(self.runner.run_batch([delivery_id]))
+
+    def after(self, results: Iterable[AttemptResult | None]) -> None:
+        """Schedule the next attempt of deliveries that will be retried."""
+        for result in results:
+            if result is not None and result.state is DeliveryState.PENDING and result.next_due_at:
+                self.enqueue(
+                    result.delivery_id, at=result.next_due_at, integration_id=result.integration_id
+                )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -59,6 +59,7 @@ class AttemptResult:
     state: DeliveryState
     next_due_at: datetime | None = None
     crm_reference: str | None = None
+    integration_id: int | None = None
 
 
 class _Delivery(NamedTuple):
@@ -86,16 +87,25 @@ _Claimed = tuple[_Delivery, _Lead, Integration]
 
 
 class _Claim(NamedTuple):
-    """Claim this delivery, if it is pending and due."""
+    """Claim those of these deliveries that are pending and due."""
 
-    delivery_id: int
+    delivery_ids: tuple[int, ...]
 
 
 class _Record(NamedTuple):
-    """Insert this attempt and move its delivery to its next state."""
+    """Insert these attempts and move their deliveries to their next states."""
 
-    attempt: dict[str, Any]
-    finish: dict[str, Any]
+    attempts: list[dict[str, Any]]
+    finishes: list[dict[str, Any]]
+
+
+class _Release(NamedTuple):
+    """Give back these claimed deliveries, unsent, to be announced again."""
+
+    delivery_ids: tuple[int, ...]
+
+
+_Write = _Claim | _Record | _Release
 
 
 class DeliveryRunner:
@@ -114,19 +124,65 @@ class DeliveryRunner:
         #: Attempts in flight: token → (integration id, when it becomes slow).
         self._running: dict[int, tuple[int, float]] = {}
         self._tokens = itertools.count()
-        #: Claims and records of concurrent attempts, written together on one connection.
+        #: Claims, records and releases of concurrent batches, written together on one
+        #: connection.
         self._conn = ledger.held()
-        self.writes: GroupCommit[_Claim | _Record, _Claimed | None] = GroupCommit(
-            self._write_batch
-        )
+        self.writes: GroupCommit[_Write, list[_Claimed] | None] = GroupCommit(self._write_batch)
 
     def run(self, delivery_id: int) -> AttemptResult | None:
         """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
-        now = self.clock.now()
-        claimed = self._claim(delivery_id, now)
-        if claimed is None:
-            return None
-        delivery, lead, integration = claimed
+        results = self.run_batch([delivery_id])
+        return results[0] if results else None
+
+    def run_batch(
+        self,
+        delivery_ids: Sequence[int],
+        *,
+        spill: Callable[[list[int]], None] | None = None,
+    ) -> list[AttemptResult]:
+        """One attempt of each of ``delivery_ids`` that is due and unclaimed, in turn.
+
+        The batch is claimed in one transaction and its attempts recorded in one, so a
+        message of many deliveries costs about the ledger work of one. With ``spill``,
+        the batch gives back what it should not hold on to: deliveries of an integration
+        that turned slow meanwhile (for the slow lane), and everything left once half
+        the lease is gone (so nothing is sent on a lease about to expire). Those are
+        released unsent and handed to ``spill``.
+        """
+        claimed_at = self.clock.now()
+        claimed = self.writes(_Claim(tuple(delivery_ids))) or []
+        results: list[AttemptResult] = []
+        records = _Record([], [])
+        released: list[int] = []
+        for delivery, lead, integration in claimed:
+            if spill is not None and (
+                self.slow(integration.id) or self.clock.now() - claimed_at > self.lease / 2
+            ):
+                released.append(delivery.id)
+                continue
+            results.append(self._attempt(delivery, lead, integration, records))
+        if records.attempts:
+            self.writes(records)
+        if released:
+            self.writes(_Release(tuple(released)))
+            assert spill is not None
+            spill(released)
+        for result in results:
+            log.info(
+                "delivery %s attempt %s: %s%s (%s)",
+                result.delivery_id,
+                result.attempt,
+                result.outcome.value,
+                f", next at {result.next_due_at.isoformat()}" if result.next_due_at else "",
+                result.reason,
+            )
+        return results
+
+    def _attempt(
+        self, delivery: _Delivery, lead: _Lead, integration: Integration, records: _Record
+    ) -> AttemptResult:
+        """Send one claimed delivery and judge the answer; its rows go to ``records``."""
+        started_at = self.clock.now()
         attempt_no = delivery.attempts_count + 1
         try:
             runtime = self.runtimes.get(integration)
@@ -138,7 +194,9 @@ class DeliveryRunner:
                 f"integration cannot be loaded: {exc}",
                 decided_by="configuration",
             )
-            return self._record(delivery, attempt_no, now, 0.0, verdict, [], None, None)
+            return self._result(
+                delivery, attempt_no, started_at, 0.0, verdict, [], None, None, records
+            )
         envelope = envelope_for(lead, delivery, attempt_no)
         http = runtime.transport.client(runtime.redactor)
         limit = _slow_after(runtime)
@@ -156,29 +214,36 @@ class DeliveryRunner:
         else:
             self._slow.discard(integration.id)
         proxy = next((e.proxy for e in reversed(http.exchanges) if e.proxy), None)
-        return self._record(
+        return self._result(
             delivery,
             attempt_no,
-            now,
+            started_at,
             duration_ms,
             verdict,
             [e.as_dict() for e in http.exchanges],
             proxy,
             runtime,
+            records,
         )
 
     # -- the slow lane --------------------------------------------------------------
 
+    def slow(self, integration_id: int) -> bool:
+        """Whether an integration is slow here: its last attempt in this process was, or
+        one of its attempts has been running for too long already."""
+        if self._running:
+            now = time.perf_counter()
+            for running, overdue_at in list(self._running.values()):
+                if now >= overdue_at:
+                    self._slow.add(running)
+        return integration_id in self._slow
+
     def is_slow(self, delivery_id: int) -> bool:
-        """Whether the delivery's integration is slow here: its last attempt in this
-        process was, or one of its attempts has been running for too long already.
+        """Whether the delivery's integration is slow here (see :meth:`slow`).
 
         Free while no integration is slow; otherwise one primary-key read.
         """
-        now = time.perf_counter()
-        for running, overdue_at in list(self._running.values()):
-            if now >= overdue_at:
-                self._slow.add(running)
+        self.slow(0)  # notice attempts that are overdue
         if not self._slow:
             return False
         with self.ledger.transaction() as conn:
@@ -189,9 +254,10 @@ class DeliveryRunner:
 
     def _claim(self, delivery_id: int, now: datetime) -> _Claimed | None:
         """Move the delivery to ``sending`` if it is due and unclaimed; what sending it needs."""
-        return self.writes(_Claim(delivery_id))
+        claimed = self.writes(_Claim((delivery_id,)))
+        return claimed[0] if claimed else None
 
-    def _record(
+    def _result(
         self,
         delivery: _Delivery,
         attempt_no: int,
@@ -201,7 +267,9 @@ class DeliveryRunner:
         exchanges: list[dict[str, object]],
         proxy: str | None,
         runtime: IntegrationRuntime | None,
+        records: _Record,
     ) -> AttemptResult:
+        """The attempt's outcome for its delivery; the rows recording it go to ``records``."""
         now = self.clock.now()
         due: datetime | None = None
         if verdict.outcome is Outcome.ACCEPTED:
@@ -219,41 +287,33 @@ class DeliveryRunner:
                 else now + timedelta(minutes=5)
             )
             state = DeliveryState.PENDING if due is not None else DeliveryState.NOT_INTEGRATED
-        self.writes(
-            _Record(
-                {
-                    "delivery_id": delivery.id,
-                    "number": delivery.total_attempts + 1,
-                    "started_at": started_at,
-                    "duration_ms": round(duration_ms, 3),
-                    "outcome": verdict.outcome.value,
-                    "reason": verdict.reason,
-                    "decided_by": verdict.decided_by[:200],
-                    "exchanges": exchanges,
-                    "trace": verdict.trace_dicts(),
-                    "proxy": proxy,
-                },
-                {
-                    "delivery_id": delivery.id,
-                    "new_state": state.value,
-                    "new_attempts_count": attempt_no,
-                    "new_total_attempts": delivery.total_attempts + 1,
-                    "new_next_due_at": due,
-                    "new_queued_for": due,
-                    "new_last_outcome": verdict.outcome.value,
-                    "new_last_reason": verdict.reason,
-                    "new_crm_reference": verdict.crm_reference or delivery.crm_reference,
-                    "new_finished_at": None if state is DeliveryState.PENDING else now,
-                },
-            )
+        records.attempts.append(
+            {
+                "delivery_id": delivery.id,
+                "number": delivery.total_attempts + 1,
+                "started_at": started_at,
+                "duration_ms": round(duration_ms, 3),
+                "outcome": verdict.outcome.value,
+                "reason": verdict.reason,
+                "decided_by": verdict.decided_by[:200],
+                "exchanges": exchanges,
+                "trace": verdict.trace_dicts(),
+                "proxy": proxy,
+            }
         )
-        log.info(
-            "delivery %s attempt %s: %s%s (%s)",
-            delivery.id,
-            attempt_no,
-            verdict.outcome.value,
-            f", next at {due.isoformat()}" if due else "",
-            verdict.reason,
+        records.finishes.append(
+            {
+                "delivery_id": delivery.id,
+                "new_state": state.value,
+                "new_attempts_count": attempt_no,
+                "new_total_attempts": delivery.total_attempts + 1,
+                "new_next_due_at": due,
+                "new_queued_for": due,
+                "new_last_outcome": verdict.outcome.value,
+                "new_last_reason": verdict.reason,
+                "new_crm_reference": verdict.crm_reference or delivery.crm_reference,
+                "new_finished_at": None if state is DeliveryState.PENDING else now,
+            }
         )
         return AttemptResult(
             delivery.id,
@@ -263,28 +323,42 @@ class DeliveryRunner:
             state,
             due,
             verdict.crm_reference,
+            integration_id=runtime.integration_id if runtime is not None else None,
         )
 
+    def _write_batch(self, ops: Sequence[_Write]) -> list[list[_Claimed] | None]:
+        """Records, releases, then claims of concurrent batches, in one transaction.
 
-    def _write_batch(self, ops: Sequence[_Claim | _Record]) -> list[_Claimed | None]:
-        """Records, then claims, of concurrent attempts, in one transaction.
-
-        Rows are written in delivery-id order, so that two processes' batches over
+        Rows are written in delivery-id order, so that two processes' transactions over
         the same rows (duplicate messages) lock them in the same order.
         """
-        records = sorted(
-            (op for op in ops if isinstance(op, _Record)), key=lambda r: r.finish["delivery_id"]
-        )
-        wanted = sorted({op.delivery_id for op in ops if isinstance(op, _Claim)})
+        attempts: list[dict[str, Any]] = []
+        finishes: list[dict[str, Any]] = []
+        released: list[int] = []
+        wanted: set[int] = set()
+        for op in ops:
+            if isinstance(op, _Record):
+                attempts += op.attempts
+                finishes += op.finishes
+            elif isinstance(op, _Release):
+                released += op.delivery_ids
+            else:
+                wanted.update(op.delivery_ids)
         claimed: dict[int, _Claimed] = {}
         now = self.clock.now()
         with self._conn.transaction() as conn:
-            if records:
-                conn.execute(_INSERT_ATTEMPT, [r.attempt for r in records])
-                conn.execute(_FINISH, [r.finish for r in records])
+            if attempts:
+                attempts.sort(key=lambda row: row["delivery_id"])
+                finishes.sort(key=lambda row: row["delivery_id"])
+                conn.execute(_INSERT_ATTEMPT, attempts)
+                conn.execute(_FINISH, finishes)
+            if released:
+                conn.execute(_RELEASE, {"ids": sorted(released), "now": now})
             if wanted:
                 ids = list(
-                    conn.scalars(_CLAIM, {"ids": wanted, "now": now, "lease": now + self.lease})
+                    conn.scalars(
+                        _CLAIM, {"ids": sorted(wanted), "now": now, "lease": now + self.lease}
+                    )
                 )
                 if ids:
                     for row in conn.execute(_LOAD, {"ids": ids}):
@@ -292,10 +366,20 @@ class DeliveryRunner:
                         lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
                         integration = self._integration(conn, *row[_N_DELIVERY + _N_LEAD :])
                         claimed[delivery.id] = (delivery, lead, integration)
-        results: list[_Claimed | None] = []
+        results: list[list[_Claimed] | None] = []
         for op in ops:
-            # A delivery asked for twice in one batch (a duplicate message) goes to the first.
-            results.append(claimed.pop(op.delivery_id, None) if isinstance(op, _Claim) else None)
+            if isinstance(op, _Claim):
+                # In the order asked; a delivery asked for twice (a duplicate message)
+                # goes to the first asking.
+                results.append(
+                    [
+                        c
+                        for c in map(claimed.pop, op.delivery_ids, itertools.repeat(None))
+                        if c is not None
+                    ]
+                )
+            else:
+                results.append(None)
         return results
 
     def _integration(self, conn: Any, integration_id: int, revision: int) -> Integration:
@@ -340,6 +424,19 @@ _LOAD = (
     )
     .select_from(_D.join(_L, _L.c.id == _D.c.lead_id).join(_I, _I.c.id == _D.c.integration_id))
     .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+)
+#: Claimed deliveries given back unsent, announced again now. Bound: ids, now.
+_RELEASE = (
+    update(_D)
+    .where(
+        _D.c.id.in_(bindparam("ids", expanding=True)),
+        _D.c.state == DeliveryState.SENDING.value,
+    )
+    .values(
+        state=DeliveryState.PENDING.value,
+        lease_until=None,
+        queued_for=bindparam("now", type_=_D.c.queued_for.type),
+    )
 )
 #: The integration of a delivery. Bound: delivery_id.
 _INTEGRATION_OF = select(_D.c.integration_id).where(_D.c.id == bindparam("delivery_id"))

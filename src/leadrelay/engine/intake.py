@@ -48,6 +48,14 @@ class Accepted:
     delivery_ids: tuple[int, ...]
     #: Deliveries whose integration runs in real time, with their budgets (seconds).
     realtime: tuple[tuple[int, float], ...] = ()
+    #: The integration of each delivery, in the order of ``delivery_ids``.
+    integration_ids: tuple[int, ...] = ()
+
+    def deliveries(self) -> list[tuple[int | None, int]]:
+        """``(integration id, delivery id)`` of each delivery created."""
+        if len(self.integration_ids) != len(self.delivery_ids):
+            return [(None, d) for d in self.delivery_ids]
+        return list(zip(self.integration_ids, self.delivery_ids, strict=True))
 
 
 def validate_payload(payload: Any, *, field: str = "payload") -> dict[str, Any]:
@@ -194,7 +202,8 @@ class Intake:
                 for did, (_, is_rt, budget) in zip(ids, targets.get(lead.form_id, ()), strict=True)
                 if is_rt
             )
-            results.append(Accepted(lead_id, tuple(ids), realtime))
+            integrations = tuple(i for i, _, _ in targets.get(lead.form_id, ()))
+            results.append(Accepted(lead_id, tuple(ids), realtime, integrations))
         return results
 
     def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:

@@ -1,7 +1,7 @@
 """The sweeper: finds in the ledger what the broker lost, and sends it again.
 
 It reclaims deliveries whose worker died mid-send (lease expired) and
-re-enqueues due deliveries whose message never came. Duplicated messages are
+re-announces due deliveries whose message never came. Duplicated messages are
 harmless: a delivery is claimed by one conditional UPDATE.
 """
 
@@ -32,14 +32,14 @@ class Sweeper:
         self,
         ledger: Ledger,
         clock: Clock,
-        enqueue: Callable[[int], None],
+        announce: Callable[[list[tuple[int | None, int]]], None],
         *,
         grace_seconds: float = 30.0,
         batch: int = 1000,
     ) -> None:
         self.ledger = ledger
         self.clock = clock
-        self.enqueue = enqueue
+        self.announce = announce
         self.grace = timedelta(seconds=grace_seconds)
         self.batch = batch
 
@@ -58,9 +58,9 @@ class Sweeper:
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
-            ids = list(
-                s.scalars(
-                    select(Delivery.id)
+            due = list(
+                s.execute(
+                    select(Delivery.integration_id, Delivery.id)
                     .where(
                         Delivery.state == DeliveryState.PENDING.value,
                         Delivery.next_due_at <= now,
@@ -70,13 +70,12 @@ class Sweeper:
                     .limit(self.batch)
                 )
             )
-            if ids:
+            if due:
                 s.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_(ids))
+                    .where(Delivery.id.in_([d for _, d in due]))
                     .values(queued_for=now)
                     .execution_options(synchronize_session=False)
                 )
-        for delivery_id in ids:
-            self.enqueue(delivery_id)
-        return SweepReport(reclaimed=reclaimed or 0, enqueued=len(ids))
+        self.announce([(i, d) for i, d in due])
+        return SweepReport(reclaimed=reclaimed or 0, enqueued=len(due))
