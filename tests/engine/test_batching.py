@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.batching import GroupCommit
 from leadrelay.engine.errors import NotFound
-from leadrelay.engine.ledger import Attempt, Delivery, Lead
+from leadrelay.engine.ledger import Attempt, Delivery, DeliveryState, Lead
 
 
 def _wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -120,10 +120,10 @@ def _count(app: Leadrelay, model: type) -> int:
         return int(s.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
 
 
-def _integrate(app: Leadrelay, form_id: int, url: str = "http://127.0.0.1:9/leads") -> None:
-    app.manage.create_integration(
+def _integrate(app: Leadrelay, form_id: int, url: str = "http://127.0.0.1:9/leads") -> int:
+    return app.manage.create_integration(
         form_id, name="CRM", connector="http_post", config={"url": url}, active=True
-    )
+    ).id
 
 
 def test_concurrent_submits_each_land_once_and_a_bad_form_fails_only_its_own(
@@ -173,6 +173,68 @@ def test_concurrent_deliveries_are_each_attempted_once(
     assert sorted(r.delivery_id for r in done) == sorted(ids)
     assert _count(app, Attempt) == len(ids)
     assert len(httpserver.log) == len(ids)
+
+
+def _submit(app: Leadrelay, form_id: int, count: int) -> list[int]:
+    return [i for n in range(count) for i in app.submit(form_id, {"n": n}).delivery_ids]
+
+
+def _state(app: Leadrelay, delivery_id: int) -> tuple[str, int]:
+    delivery = app.inspect(delivery_id)["delivery"]
+    return delivery["state"], delivery["attempts"]
+
+
+def test_a_batch_is_claimed_in_one_transaction_and_recorded_in_one(
+    app: Leadrelay, form_id: int, httpserver
+) -> None:  # type: ignore[no-untyped-def]
+    httpserver.expect_request("/leads", method="POST").respond_with_json({"ok": True})
+    _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 10)
+    before = app.runner.writes.batches
+
+    results = app.runner.run_batch(ids)
+
+    assert [r.delivery_id for r in results] == ids
+    assert {r.state for r in results} == {DeliveryState.DELIVERED}
+    assert app.runner.writes.batches - before == 2  # one claim, one record
+    assert len(httpserver.log) == 10 and _count(app, Attempt) == 10
+
+
+def test_a_batch_gives_back_what_is_left_once_half_its_lease_is_gone(
+    app: Leadrelay, form_id: int, httpserver, clock
+) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug import Response
+
+    def slow_answer(request):  # type: ignore[no-untyped-def]
+        clock.advance(seconds=app.settings.lease_seconds / 2 + 1)
+        return Response('{"ok": true}', content_type="application/json")
+
+    httpserver.expect_request("/leads").respond_with_handler(slow_answer)
+    _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 3)
+    spilled: list[int] = []
+
+    results = app.runner.run_batch(ids, spill=spilled.extend)
+
+    # The first is sent; the others are given back unsent, announced again.
+    assert [r.delivery_id for r in results] == ids[:1] and spilled == ids[1:]
+    assert len(httpserver.log) == 1
+    assert [_state(app, d) for d in ids[1:]] == [("pending", 0), ("pending", 0)]
+    assert [r.delivery_id for r in app.runner.run_batch(ids[1:])] == ids[1:]
+
+
+def test_a_batch_of_an_integration_that_turned_slow_goes_back_unsent(
+    app: Leadrelay, form_id: int, httpserver
+) -> None:  # type: ignore[no-untyped-def]
+    httpserver.expect_request("/leads").respond_with_json({"ok": True})
+    integration_id = _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 3)
+    app.runner._slow.add(integration_id)  # an attempt of it was just slow
+    spilled: list[int] = []
+
+    assert app.runner.run_batch(ids, spill=spilled.extend) == []
+    assert spilled == ids and httpserver.log == []
+    assert {_state(app, d) for d in ids} == {("pending", 0)}
 
 
 @pytest.mark.postgres

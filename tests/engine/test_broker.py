@@ -151,3 +151,23 @@ def test_a_lead_submitted_where_no_worker_runs_is_swept_at_once(
     # Then no message is presumed on its way: the next sweep sends it, without a grace period
     assert app.sweep().enqueued == 1
     assert state(app, delivery_id) == "pending"
+
+
+def test_many_new_deliveries_travel_in_few_messages(
+    broker_app: Leadrelay, httpserver: HTTPServer
+) -> None:
+    from leadrelay.engine.intake import LeadIn
+
+    httpserver.expect_request("/crm").respond_with_json({"ok": True})
+    form_id = setup_form(broker_app, httpserver.url_for("/crm"))
+    broker_app.start_worker(threads=2)
+
+    # When 50 leads arrive at once (an import's batch)
+    accepted = broker_app.submit_many([LeadIn(form_id, {**LEAD, "n": i}) for i in range(50)])
+
+    # Then they are announced in messages of up to 32 deliveries, and each delivered once
+    announcer = broker_app.dispatcher.announcer
+    assert (announcer.messages, announcer.ids) == (2, 50)
+    ids = [a.delivery_ids[0] for a in accepted]
+    wait_for(lambda: all(state(broker_app, i) == "delivered" for i in ids))
+    assert len(httpserver.log) == 50
