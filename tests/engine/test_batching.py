@@ -261,3 +261,32 @@ def test_a_held_connection_the_database_dropped_is_replaced(
         assert accepted.lead_id > 0 and sorted(p["n"] for p in stored) == [1, 2]
     finally:
         app.close()
+
+
+def test_the_batch_size_follows_the_crm_s_pace(app: Leadrelay) -> None:
+    from leadrelay.engine.delivery import FIRST_BATCH
+
+    runner = app.runner
+    assert runner.batch_size(1) == FIRST_BATCH  # never seen here
+    runner._latency[1] = 0.002  # a CRM answering in 2 ms: 25 per batch
+    runner._latency[2] = 0.2  # in 200 ms: one each, spread over all threads
+    assert (runner.batch_size(1), runner.batch_size(2)) == (25, 1)
+
+
+def test_a_message_larger_than_the_crm_s_pace_is_split_across_threads(
+    app: Leadrelay, form_id: int, httpserver
+) -> None:  # type: ignore[no-untyped-def]
+    from leadrelay.engine.broker import QUEUE
+
+    httpserver.expect_request("/leads").respond_with_json({"ok": True})
+    integration_id = _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 4)  # no worker here: nothing announced
+    app.runner._latency[integration_id] = 0.2  # a slow-paced CRM
+
+    app.dispatcher._deliver(ids, integration_id)
+
+    # The first is delivered in place; the other three wait as messages of one each.
+    assert [_state(app, d)[0] for d in ids] == ["delivered", "pending", "pending", "pending"]
+    queued = app.broker.queues[QUEUE]
+    messages = [queued.get_nowait() for _ in range(queued.qsize())]
+    assert len(messages) == 3 and len(httpserver.log) == 1

@@ -62,7 +62,7 @@ class Dispatcher:
         runner: DeliveryRunner,
         clock: Clock,
         *,
-        window: float = 0.005,
+        window: float = 0.01,
     ) -> None:
         self.broker = broker
         self.runner = runner
@@ -98,6 +98,12 @@ class Dispatcher:
             if self.runner.slow(integration_id):
                 self._to_slow_lane(ids)
                 return
+            # More than this CRM's pace allows in one batch: the rest back to the queue,
+            # in batches other threads take up at once.
+            size = self.runner.batch_size(integration_id)
+            for start in range(size, len(ids), size):
+                self._send(integration_id, ids[start : start + size])
+            ids = ids[:size]
         else:
             slow = [i for i in ids if self.runner.is_slow(i)]
             if slow:

@@ -209,9 +209,12 @@ class Intake:
     def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:
         """Active integrations per form: (id, realtime, budget). Unknown forms are refused."""
         targets: dict[int, list[tuple[int, bool, float]]] = {}
-        for form_id, integration_id, realtime, budget in conn.execute(
-            _TARGETS, {"form_ids": list(form_ids)}
-        ):
+        rows = (
+            conn.execute(_TARGETS_OF_ONE, {"form_id": next(iter(form_ids))})
+            if len(form_ids) == 1
+            else conn.execute(_TARGETS, {"form_ids": list(form_ids)})
+        )
+        for form_id, integration_id, realtime, budget in rows:
             found = targets.setdefault(form_id, [])
             if integration_id is not None:  # the form has no active integration
                 found.append((integration_id, realtime, budget))
@@ -226,12 +229,14 @@ class Intake:
 _F, _I = cast(Table, Form.__table__), cast(Table, Integration.__table__)
 _L, _D = cast(Table, Lead.__table__), cast(Table, Delivery.__table__)
 #: Each form asked for, with its active integrations in id order (none: one NULL row).
-_TARGETS = (
+_ALL_TARGETS = (
     select(_F.c.id, _I.c.id, _I.c.realtime, _I.c.realtime_budget)
     .select_from(_F.outerjoin(_I, and_(_I.c.form_id == _F.c.id, _I.c.active.is_(True))))
-    .where(_F.c.id.in_(bindparam("form_ids", expanding=True)))
     .order_by(_I.c.id)
 )
+_TARGETS = _ALL_TARGETS.where(_F.c.id.in_(bindparam("form_ids", expanding=True)))
+#: The same for one form (the usual case: no list to expand on each call).
+_TARGETS_OF_ONE = _ALL_TARGETS.where(_F.c.id == bindparam("form_id"))
 _INSERT_LEAD = insert(_L).returning(_L.c.id)
 _INSERT_DELIVERY = insert(_D).returning(_D.c.id)
 #: Several deliveries at once; ids come back in the order of the rows given.
