@@ -155,7 +155,10 @@ def test_a_delivery_asked_for_twice_in_one_batch_is_claimed_once(
 
     _integrate(app, form_id)
     (delivery_id,) = app.submit(form_id, {"email": "a@example.com"}).delivery_ids
-    first, second = app.runner._write_batch([_Claim((delivery_id,)), _Claim((delivery_id,))])
+    with app.ledger.transaction() as conn:
+        first, second = app.runner._write_claims(
+            conn, [_Claim((delivery_id,)), _Claim((delivery_id,))]
+        )
     assert first is not None and [d.id for d, _, _ in first] == [delivery_id]
     assert second == []
 
@@ -246,7 +249,7 @@ def test_a_held_connection_the_database_dropped_is_replaced(
         acct = app.manage.create_account("Acme", "owner@acme.test")
         form = app.manage.create_form(acct.id, "Contact")
         app.submit(form.id, {"n": 1})  # the intake's held connection is open now
-        app.intake._conn.ping_after = 0  # ping before each use, as after a long idle
+        app.ledger.write_connection.ping_after = 0  # ping before each use, as after a long idle
         with app.ledger.engine.connect() as admin:
             admin.execute(
                 sa.text(

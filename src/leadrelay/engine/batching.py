@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -127,3 +128,53 @@ def _outcome(slot: _Slot[T, R]) -> R:
     if slot.error is not None:
         raise slot.error
     return slot.result  # type: ignore[return-value]
+
+
+class WriteQueue:
+    """Every small ledger write of a process, grouped into shared transactions.
+
+    Each kind of write (a lead to store, a batch to claim, attempts to record) is a
+    type registered with the function that writes a list of them on a connection.
+    Concurrent writes of any kinds — intake's and the workers' — then share one
+    transaction on one held connection: on SQLite, which has a single writer anyway,
+    they stop queueing for its lock one by one; on PostgreSQL, they share a WAL flush.
+    """
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Any]]) -> None:
+        self._transaction = transaction
+        self._kinds: dict[type, Callable[[Any, list[Any]], Sequence[Any]]] = {}
+        self._commit: GroupCommit[Any, Any] = GroupCommit(self._run)
+
+    @property
+    def batches(self) -> int:
+        """Transactions run so far."""
+        return self._commit.batches
+
+    @property
+    def items(self) -> int:
+        """Writes they carried."""
+        return self._commit.items
+
+    def handle(self, kind: type[T], write: Callable[[Any, list[T]], Sequence[Any]]) -> None:
+        """Write ``kind`` items with ``write(connection, items)``, one result per item.
+
+        Kinds are written in the order they were registered, inside one transaction.
+        """
+        self._kinds[kind] = write
+
+    def __call__(self, item: Any) -> Any:
+        """Write ``item`` (with whatever else is waiting); its result once committed."""
+        if type(item) not in self._kinds:
+            raise TypeError(f"no writer for {type(item).__name__}")
+        return self._commit(item)
+
+    def _run(self, items: Sequence[Any]) -> list[Any]:
+        results: list[Any] = [None] * len(items)
+        with self._transaction() as conn:
+            for kind, write in self._kinds.items():
+                where = [i for i, item in enumerate(items) if type(item) is kind]
+                if where:
+                    written = write(conn, [items[i] for i in where])
+                    for i, result in zip(where, written, strict=True):
+                        results[i] = result
+        return results

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
-from .batching import GroupCommit
 from .clock import Clock
 from .connector import LeadEnvelope
 from .errors import (
@@ -112,9 +111,6 @@ class _Release(NamedTuple):
     delivery_ids: tuple[int, ...]
 
 
-_Write = _Claim | _Record | _Release
-
-
 class DeliveryRunner:
     """Runs delivery attempts against the ledger and the connectors."""
 
@@ -133,10 +129,12 @@ class DeliveryRunner:
         self._tokens = itertools.count()
         #: Recent attempt duration per integration (seconds, moving average).
         self._latency: dict[int, float] = {}
-        #: Claims, records and releases of concurrent batches, written together on one
-        #: connection.
-        self._conn = ledger.held()
-        self.writes: GroupCommit[_Write, list[_Claimed] | None] = GroupCommit(self._write_batch)
+        #: Records, releases and claims of concurrent batches share transactions with
+        #: each other and with intake (batching.WriteQueue).
+        self.writes = ledger.writes
+        self.writes.handle(_Record, self._write_records)
+        self.writes.handle(_Release, self._write_releases)
+        self.writes.handle(_Claim, self._write_claims)
 
     def run(self, delivery_id: int) -> AttemptResult | None:
         """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
@@ -159,7 +157,7 @@ class DeliveryRunner:
         released unsent and handed to ``spill``.
         """
         claimed_at = self.clock.now()
-        claimed = self.writes(_Claim(tuple(delivery_ids))) or []
+        claimed: list[_Claimed] = self.writes(_Claim(tuple(delivery_ids)))
         results: list[AttemptResult] = []
         records = _Record([], [])
         released: list[int] = []
@@ -275,7 +273,7 @@ class DeliveryRunner:
 
     def _claim(self, delivery_id: int, now: datetime) -> _Claimed | None:
         """Move the delivery to ``sending`` if it is due and unclaimed; what sending it needs."""
-        claimed = self.writes(_Claim((delivery_id,)))
+        claimed: list[_Claimed] = self.writes(_Claim((delivery_id,)))
         return claimed[0] if claimed else None
 
     def _result(
@@ -347,61 +345,38 @@ class DeliveryRunner:
             integration_id=runtime.integration_id if runtime is not None else None,
         )
 
-    def _write_batch(self, ops: Sequence[_Write]) -> list[list[_Claimed] | None]:
-        """Records, releases, then claims of concurrent batches, in one transaction.
+    # Rows are written in delivery-id order, so that two processes' transactions over
+    # the same rows (duplicate messages) lock them in the same order.
 
-        Rows are written in delivery-id order, so that two processes' transactions over
-        the same rows (duplicate messages) lock them in the same order.
-        """
-        attempts: list[dict[str, Any]] = []
-        finishes: list[dict[str, Any]] = []
-        released: list[int] = []
-        wanted: set[int] = set()
-        for op in ops:
-            if isinstance(op, _Record):
-                attempts += op.attempts
-                finishes += op.finishes
-            elif isinstance(op, _Release):
-                released += op.delivery_ids
-            else:
-                wanted.update(op.delivery_ids)
-        claimed: dict[int, _Claimed] = {}
+    def _write_records(self, conn: Any, ops: list[_Record]) -> list[None]:
+        attempts = sorted((a for op in ops for a in op.attempts), key=_by_delivery)
+        finishes = sorted((f for op in ops for f in op.finishes), key=_by_delivery)
+        conn.execute(_INSERT_ATTEMPT, attempts)
+        conn.execute(_FINISH, finishes)
+        return [None] * len(ops)
+
+    def _write_releases(self, conn: Any, ops: list[_Release]) -> list[None]:
+        released = sorted(i for op in ops for i in op.delivery_ids)
+        conn.execute(_RELEASE, {"ids": released, "now": self.clock.now()})
+        return [None] * len(ops)
+
+    def _write_claims(self, conn: Any, ops: list[_Claim]) -> list[list[_Claimed]]:
         now = self.clock.now()
-        with self._conn.transaction() as conn:
-            if attempts:
-                attempts.sort(key=lambda row: row["delivery_id"])
-                finishes.sort(key=lambda row: row["delivery_id"])
-                conn.execute(_INSERT_ATTEMPT, attempts)
-                conn.execute(_FINISH, finishes)
-            if released:
-                conn.execute(_RELEASE, {"ids": sorted(released), "now": now})
-            if wanted:
-                ids = list(
-                    conn.scalars(
-                        _CLAIM, {"ids": sorted(wanted), "now": now, "lease": now + self.lease}
-                    )
-                )
-                if ids:
-                    for row in conn.execute(_LOAD, {"ids": ids}):
-                        delivery = _Delivery._make(row[:_N_DELIVERY])
-                        lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
-                        integration = self._integration(conn, *row[_N_DELIVERY + _N_LEAD :])
-                        claimed[delivery.id] = (delivery, lead, integration)
-        results: list[list[_Claimed] | None] = []
-        for op in ops:
-            if isinstance(op, _Claim):
-                # In the order asked; a delivery asked for twice (a duplicate message)
-                # goes to the first asking.
-                results.append(
-                    [
-                        c
-                        for c in map(claimed.pop, op.delivery_ids, itertools.repeat(None))
-                        if c is not None
-                    ]
-                )
-            else:
-                results.append(None)
-        return results
+        wanted = sorted({i for op in ops for i in op.delivery_ids})
+        ids = list(conn.scalars(_CLAIM, {"ids": wanted, "now": now, "lease": now + self.lease}))
+        claimed: dict[int, _Claimed] = {}
+        if ids:
+            for row in conn.execute(_LOAD, {"ids": ids}):
+                delivery = _Delivery._make(row[:_N_DELIVERY])
+                lead = _Lead._make(row[_N_DELIVERY : _N_DELIVERY + _N_LEAD])
+                integration = self._integration(conn, *row[_N_DELIVERY + _N_LEAD :])
+                claimed[delivery.id] = (delivery, lead, integration)
+        # In the order asked; a delivery asked for twice (a duplicate message) goes to
+        # the first asking.
+        return [
+            [c for c in map(claimed.pop, op.delivery_ids, itertools.repeat(None)) if c is not None]
+            for op in ops
+        ]
 
     def _integration(self, conn: Any, integration_id: int, revision: int) -> Integration:
         """The integration as a detached row, fetched again only when its revision changed."""
@@ -481,6 +456,10 @@ _FINISH = (
         finished_at=bindparam("new_finished_at"),
     )
 )
+
+
+def _by_delivery(row: dict[str, Any]) -> Any:
+    return row["delivery_id"]
 
 
 def _slow_after(runtime: IntegrationRuntime) -> float:

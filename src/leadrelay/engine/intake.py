@@ -19,7 +19,6 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select
 
-from .batching import GroupCommit
 from .clock import Clock
 from .errors import BadInput, NotFound
 from .ledger import Delivery, DeliveryState, Form, Integration, Lead, Ledger
@@ -114,16 +113,15 @@ class Intake:
         self.ledger = ledger
         self.clock = clock
         # Leads submitted at the same time by different threads (API requests) are
-        # stored in one transaction; each caller still returns only once its lead is
-        # committed (batching.py).
-        self._conn = ledger.held()
-        self.stores: GroupCommit[_Checked, Accepted] = GroupCommit(self._store_batch)
+        # stored in one transaction, with the workers' writes; each caller still returns
+        # only once its lead is committed (batching.py).
+        ledger.writes.handle(_Checked, self._store)
 
     def accept(self, lead: LeadIn, *, integrate: bool = True, queued: bool = True) -> Accepted:
         """Validate and store one lead with its deliveries; committed when this returns."""
         if not integrate:
             return self.accept_many([lead], integrate=False, queued=queued)[0]
-        return self.stores(_check(lead, "payload", queued))
+        return cast(Accepted, self.ledger.writes(_check(lead, "payload", queued)))
 
     def accept_many(
         self,
@@ -146,10 +144,6 @@ class Intake:
         ]
         with self.ledger.transaction() as conn:
             return self._store(conn, checked, integrate=integrate, due=due)
-
-    def _store_batch(self, checked: Sequence[_Checked]) -> list[Accepted]:
-        with self._conn.transaction() as conn:
-            return self._store(conn, checked)
 
     def _store(
         self,

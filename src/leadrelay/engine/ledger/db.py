@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..batching import WriteQueue
 from ..errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -43,6 +44,10 @@ class Ledger:
             threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
         self._held: list[HeldConnection] = []
+        #: The connection the process's small writes (intake, claims, records) share,
+        #: and the queue that groups them into transactions.
+        self.write_connection = self.held()
+        self.writes = WriteQueue(self.write_connection.transaction)
         if migrate:
             self.migrate()
 
