@@ -42,7 +42,12 @@ if TYPE_CHECKING:
     from .transport import Timeouts
 
 
-def send_direct(session: requests.Session, request: RenderedRequest, t: Timeouts) -> Answer | None:
+def send_direct(
+    session: requests.Session,
+    request: RenderedRequest,
+    t: Timeouts,
+    pools: dict[tuple[Any, ...], urllib3.HTTPConnectionPool] | None = None,
+) -> Answer | None:
     """Send ``request`` through the urllib3 pool of the session's adapter, or return
     None when only ``requests`` can send it exactly as it would.
 
@@ -99,14 +104,7 @@ def send_direct(session: requests.Session, request: RenderedRequest, t: Timeouts
     elif method not in ("GET", "HEAD") and headers.get("Content-Length") is None:
         headers["Content-Length"] = "0"
 
-    pool_key = requests.PreparedRequest()
-    pool_key.url = parsed.url
-    try:
-        pool = cast(urllib3.HTTPConnectionPool,
-                    adapter.get_connection_with_tls_context(pool_key, True))
-    except LocationValueError as exc:
-        raise requests.exceptions.InvalidURL(exc) from None
-    adapter.cert_verify(pool, url, True, None)
+    pool = _pool(adapter, parsed, url, pools)
     try:
         raw = pool.urlopen(
             method,
@@ -145,6 +143,35 @@ def send_direct(session: requests.Session, request: RenderedRequest, t: Timeouts
             stream=False, verify=True, cert=None, proxies={}), None)
     return Answer(response.status_code, dict(response.headers), response.content,
                    response.encoding)
+
+
+def _pool(
+    adapter: requests.adapters.HTTPAdapter,
+    parsed: urllib3.util.Url,
+    url: str,
+    pools: dict[tuple[Any, ...], urllib3.HTTPConnectionPool] | None,
+) -> urllib3.HTTPConnectionPool:
+    """The adapter's pool for ``url``, TLS-configured as requests configures it.
+
+    Looking it up costs about a sixth of a request (requests rebuilds its TLS context
+    key each time), so ``pools`` (the transport's, emptied when it closes) keeps the
+    answer per origin.
+    """
+    key = (id(adapter), parsed.scheme, parsed.host, parsed.port)
+    pool = pools.get(key) if pools is not None else None
+    if pool is not None and pool.pool is not None:  # not closed
+        return pool
+    pool_key = requests.PreparedRequest()
+    pool_key.url = parsed.url
+    try:
+        pool = cast(urllib3.HTTPConnectionPool,
+                    adapter.get_connection_with_tls_context(pool_key, True))
+    except LocationValueError as exc:
+        raise requests.exceptions.InvalidURL(exc) from None
+    adapter.cert_verify(pool, url, True, None)
+    if pools is not None:
+        pools[key] = pool
+    return pool
 
 
 def _prepared(session: requests.Session, request: RenderedRequest) -> requests.PreparedRequest:

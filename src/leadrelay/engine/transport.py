@@ -119,6 +119,8 @@ class Transport:
         self.proxy_route = proxy_route
         self.session = requests.Session()
         self.session.trust_env = False
+        #: Connection pools of the direct path, per origin (direct.py).
+        self.pools: dict[tuple[Any, ...], Any] = {}
         adapter = (
             requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
             if proxy_route is None
@@ -133,6 +135,7 @@ class Transport:
 
     def close(self) -> None:
         """Close pooled connections."""
+        self.pools.clear()
         self.session.close()
 
 
@@ -210,7 +213,11 @@ class HttpClient:
         proxies = {"http": proxy[1], "https": proxy[1]} if proxy else None
         started = time.perf_counter()
         try:
-            answer = send_direct(self.session, request, t) if proxy is None else None
+            answer = (
+                send_direct(self.session, request, t, self.transport.pools)
+                if proxy is None
+                else None
+            )
             if answer is None:
                 raw = self.session.request(
                     request.method,
