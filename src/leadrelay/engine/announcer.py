@@ -38,7 +38,7 @@ class Announcer:
         self,
         send: Send,
         *,
-        window: float = 0.01,
+        window: float = 0.02,
         max_ids: int = 32,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

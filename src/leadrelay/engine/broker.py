@@ -62,7 +62,7 @@ class Dispatcher:
         runner: DeliveryRunner,
         clock: Clock,
         *,
-        window: float = 0.01,
+        window: float = 0.02,
     ) -> None:
         self.broker = broker
         self.runner = runner
