@@ -55,8 +55,9 @@ class Sizes:
     proxy_calls: int = 2_000
     growth_attempts: int = 1_000_000
     """Scenario 6: attempts in the ledger before the run."""
-    growth_leads: int = 3_000
-    """Scenario 6: leads delivered per measure (full ledger, empty ledger)."""
+    growth_leads: int = 10_000
+    """Scenario 6: leads delivered per measure (full ledger, empty ledger): as many as
+    scenario 1, so that its ratio is "the same throughput ratio measured again"."""
     memory_deliveries: int = 100_000
     threads: int = 8
     """Worker threads per process (the engine's default) and the raw loops' concurrency."""

@@ -171,3 +171,19 @@ def test_many_new_deliveries_travel_in_few_messages(
     ids = [a.delivery_ids[0] for a in accepted]
     wait_for(lambda: all(state(broker_app, i) == "delivered" for i in ids))
     assert len(httpserver.log) == 50
+
+
+def test_a_message_of_an_earlier_version_one_id_is_still_delivered(
+    broker_app: Leadrelay, httpserver: HTTPServer
+) -> None:
+    from leadrelay.engine.intake import LeadIn
+
+    httpserver.expect_request("/crm").respond_with_json({"ok": True})
+    form_id = setup_form(broker_app, httpserver.url_for("/crm"))
+    delivery_id = broker_app.intake.accept(LeadIn(form_id, LEAD)).delivery_ids[0]
+    broker_app.start_worker(threads=2)
+
+    broker_app.dispatcher.actor.send(delivery_id)  # a bare id, as workers used to get them
+
+    wait_for(lambda: state(broker_app, delivery_id) == "delivered")
+    assert len(httpserver.log) == 1
