@@ -293,3 +293,35 @@ def test_a_message_larger_than_the_crm_s_pace_is_split_across_threads(
     queued = app.broker.queues[QUEUE]
     messages = [queued.get_nowait() for _ in range(queued.qsize())]
     assert len(messages) == 3 and len(httpserver.log) == 1
+
+
+def test_what_a_batch_sent_before_it_was_interrupted_is_recorded(
+    app: Leadrelay, form_id: int, httpserver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import leadrelay.engine.delivery as delivery
+
+    httpserver.expect_request("/leads").respond_with_json({"ok": True})
+    _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 3)
+    real_envelope = delivery.envelope_for
+
+    def envelope_or_interrupt(lead, row, attempt=1):  # type: ignore[no-untyped-def]
+        if row.id == ids[1]:
+            raise KeyboardInterrupt  # as a time limit interrupts a worker thread
+        return real_envelope(lead, row, attempt)
+
+    monkeypatch.setattr(delivery, "envelope_for", envelope_or_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        app.runner.run_batch(ids)
+
+    # The first was sent and is recorded: it will not be sent again.
+    assert _state(app, ids[0]) == ("delivered", 1) and len(httpserver.log) == 1
+    # The others were never sent; their lease runs out and the sweeper gives them back.
+    assert [_state(app, d) for d in ids[1:]] == [("sending", 0), ("sending", 0)]
+
+
+def test_a_kind_of_write_has_one_writer(app: Leadrelay) -> None:
+    from leadrelay.engine.delivery import _Claim
+
+    with pytest.raises(ValueError, match="_Claim already has a writer"):
+        app.ledger.writes.handle(_Claim, lambda conn, items: [])

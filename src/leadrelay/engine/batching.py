@@ -159,7 +159,10 @@ class WriteQueue:
         """Write ``kind`` items with ``write(connection, items)``, one result per item.
 
         Kinds are written in the order they were registered, inside one transaction.
+        A kind has one writer: registering it twice is a mistake, refused.
         """
+        if kind in self._kinds:
+            raise ValueError(f"{kind.__name__} already has a writer")
         self._kinds[kind] = write
 
     def __call__(self, item: Any) -> Any:

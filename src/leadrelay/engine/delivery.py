@@ -161,15 +161,19 @@ class DeliveryRunner:
         results: list[AttemptResult] = []
         records = _Record([], [])
         released: list[int] = []
-        for delivery, lead, integration in claimed:
-            if spill is not None and (
-                self.slow(integration.id) or self.clock.now() - claimed_at > self.lease / 2
-            ):
-                released.append(delivery.id)
-                continue
-            results.append(self._attempt(delivery, lead, integration, records))
-        if records.attempts:
-            self.writes(records)
+        try:
+            for delivery, lead, integration in claimed:
+                if spill is not None and (
+                    self.slow(integration.id) or self.clock.now() - claimed_at > self.lease / 2
+                ):
+                    released.append(delivery.id)
+                    continue
+                results.append(self._attempt(delivery, lead, integration, records))
+        finally:
+            # Even when interrupted (a time limit, a bug): what was sent is recorded, so
+            # it is not sent again when the lease of the rest runs out.
+            if records.attempts:
+                self.writes(records)
         if released:
             self.writes(_Release(tuple(released)))
             assert spill is not None
