@@ -325,3 +325,22 @@ def test_a_kind_of_write_has_one_writer(app: Leadrelay) -> None:
 
     with pytest.raises(ValueError, match="_Claim already has a writer"):
         app.ledger.writes.handle(_Claim, lambda conn, items: [])
+
+
+def test_leads_stored_together_each_get_their_own_deliveries(app: Leadrelay) -> None:
+    from leadrelay.engine.intake import LeadIn
+
+    account = app.manage.create_account("Multi", "owner@multi.test", plan="growth")
+    two, one, none = (app.manage.create_form(account.id, name).id for name in "ABC")
+    a1, a2 = _integrate(app, two), _integrate(app, two)
+    b1 = _integrate(app, one)
+
+    forms = [two, none, one, two]
+    accepted = app.submit_many([LeadIn(form, {"n": n}) for n, form in enumerate(forms)])
+
+    assert [len(a.delivery_ids) for a in accepted] == [2, 0, 1, 2]
+    assert [a.integration_ids for a in accepted] == [(a1, a2), (), (b1,), (a1, a2)]
+    for a in accepted:
+        for delivery_id, integration_id in zip(a.delivery_ids, a.integration_ids, strict=True):
+            obj = app.inspect(delivery_id)
+            assert (obj["lead"]["id"], obj["integration"]["id"]) == (a.lead_id, integration_id)

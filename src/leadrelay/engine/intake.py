@@ -156,48 +156,53 @@ class Intake:
         """Insert the leads and their deliveries on ``conn``, inside its transaction."""
         now = self.clock.now()
         first_due = due or now
-        results: list[Accepted] = []
         targets = self._targets(conn, {c.lead.form_id for c in checked})
         if not integrate:
             targets = {}
-        for lead, payload, source, queued in checked:
-            lead_id = conn.execute(
-                _INSERT_LEAD,
+        # All the leads in one INSERT, then all their deliveries in one: two statements
+        # per transaction, however many leads it carries (ids come back in row order).
+        lead_ids = _insert(
+            conn,
+            [
                 {
-                    "form_id": lead.form_id,
-                    "source": source,
-                    "payload": payload,
-                    "external_id": lead.external_id,
+                    "form_id": c.lead.form_id,
+                    "source": c.source,
+                    "payload": c.payload,
+                    "external_id": c.lead.external_id,
                     "received_at": now,
-                },
-            ).scalar_one()
-            rows = [
-                {
-                    "lead_id": lead_id,
-                    "integration_id": integration_id,
-                    "state": DeliveryState.PENDING.value,
-                    "attempts_count": 0,
-                    "total_attempts": 0,
-                    "replays": 0,
-                    "next_due_at": first_due,
-                    "queued_for": first_due if queued else None,
-                    "idempotency_key": uuid.uuid4().hex,
-                    "created_at": now,
                 }
-                for integration_id, _, _ in targets.get(lead.form_id, ())
-            ]
-            ids: list[int] = []
-            if len(rows) == 1:
-                ids = [conn.execute(_INSERT_DELIVERY, rows[0]).scalar_one()]
-            elif rows:
-                ids = list(conn.scalars(_INSERT_DELIVERIES, rows))
+                for c in checked
+            ],
+            one=_INSERT_LEAD,
+            many=_INSERT_LEADS,
+        )
+        delivery_rows = [
+            {
+                "lead_id": lead_id,
+                "integration_id": integration_id,
+                "state": DeliveryState.PENDING.value,
+                "attempts_count": 0,
+                "total_attempts": 0,
+                "replays": 0,
+                "next_due_at": first_due,
+                "queued_for": first_due if c.queued else None,
+                "idempotency_key": uuid.uuid4().hex,
+                "created_at": now,
+            }
+            for c, lead_id in zip(checked, lead_ids, strict=True)
+            for integration_id, _, _ in targets.get(c.lead.form_id, ())
+        ]
+        delivery_ids = iter(
+            _insert(conn, delivery_rows, one=_INSERT_DELIVERY, many=_INSERT_DELIVERIES)
+        )
+        results: list[Accepted] = []
+        for c, lead_id in zip(checked, lead_ids, strict=True):
+            found = targets.get(c.lead.form_id, ())
+            ids = tuple(next(delivery_ids) for _ in found)
             realtime = tuple(
-                (did, budget)
-                for did, (_, is_rt, budget) in zip(ids, targets.get(lead.form_id, ()), strict=True)
-                if is_rt
+                (did, budget) for did, (_, is_rt, budget) in zip(ids, found, strict=True) if is_rt
             )
-            integrations = tuple(i for i, _, _ in targets.get(lead.form_id, ()))
-            results.append(Accepted(lead_id, tuple(ids), realtime, integrations))
+            results.append(Accepted(lead_id, ids, realtime, tuple(i for i, _, _ in found)))
         return results
 
     def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:
@@ -232,6 +237,17 @@ _TARGETS = _ALL_TARGETS.where(_F.c.id.in_(bindparam("form_ids", expanding=True))
 #: The same for one form (the usual case: no list to expand on each call).
 _TARGETS_OF_ONE = _ALL_TARGETS.where(_F.c.id == bindparam("form_id"))
 _INSERT_LEAD = insert(_L).returning(_L.c.id)
+#: Several leads at once; ids come back in the order of the rows given.
+_INSERT_LEADS = insert(_L).returning(_L.c.id, sort_by_parameter_order=True)
 _INSERT_DELIVERY = insert(_D).returning(_D.c.id)
 #: Several deliveries at once; ids come back in the order of the rows given.
 _INSERT_DELIVERIES = insert(_D).returning(_D.c.id, sort_by_parameter_order=True)
+
+
+def _insert(conn: Any, rows: list[dict[str, Any]], *, one: Any, many: Any) -> list[int]:
+    """Insert ``rows``; their ids, in order."""
+    if not rows:
+        return []
+    if len(rows) == 1:
+        return [conn.execute(one, rows[0]).scalar_one()]
+    return list(conn.scalars(many, rows))
