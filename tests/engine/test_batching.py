@@ -344,3 +344,15 @@ def test_leads_stored_together_each_get_their_own_deliveries(app: Leadrelay) -> 
         for delivery_id, integration_id in zip(a.delivery_ids, a.integration_ids, strict=True):
             obj = app.inspect(delivery_id)
             assert (obj["lead"]["id"], obj["integration"]["id"]) == (a.lead_id, integration_id)
+
+
+def test_idempotency_keys_are_unique_and_increase(app: Leadrelay, form_id: int) -> None:
+    from leadrelay.engine.intake import idempotency_key
+
+    _integrate(app, form_id)
+    keys = [app.inspect(d)["delivery"]["idempotency_key"] for d in _submit(app, form_id, 5)]
+    more = [idempotency_key() for _ in range(1000)]
+    assert all(len(k) == 32 and int(k, 16) >= 0 for k in keys + more)
+    assert len(set(more)) == 1000
+    # Increasing to the millisecond: the unique index on them grows at its end.
+    assert [k[:12] for k in keys + more] == sorted(k[:12] for k in keys + more)

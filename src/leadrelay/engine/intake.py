@@ -11,7 +11,8 @@ is on every lead's path (``docs/benchmarks.md``).
 from __future__ import annotations
 
 import json
-import uuid
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +101,15 @@ class _Checked(NamedTuple):
     queued: bool
 
 
+def idempotency_key() -> str:
+    """A new delivery's idempotency key: 32 hex digits, the milliseconds since the epoch
+    then 80 random bits. As unique as a random UUID, but increasing, so the unique index
+    on it grows at its end: a random key lands on a random page of that index at every
+    insert, which on a ledger of millions of deliveries costs a cache miss and a page
+    rewritten each time (docs/benchmarks.md, growth)."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
 def _check(lead: LeadIn, field: str, queued: bool) -> _Checked:
     return _Checked(
         lead, validate_payload(lead.payload, field=field), validate_source(lead.source), queued
@@ -186,7 +196,7 @@ class Intake:
                 "replays": 0,
                 "next_due_at": first_due,
                 "queued_for": first_due if c.queued else None,
-                "idempotency_key": uuid.uuid4().hex,
+                "idempotency_key": idempotency_key(),
                 "created_at": now,
             }
             for c, lead_id in zip(checked, lead_ids, strict=True)
