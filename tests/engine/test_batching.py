@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -49,6 +49,18 @@ class Recorder:
         return [i * 10 for i in items]
 
 
+def _queue_behind_first_batch(
+    commit: GroupCommit[int, int], run: Recorder, pool: ThreadPoolExecutor, items: list[int]
+) -> tuple[Future[int], list[Future[int]]]:
+    """Call with 1 and hold that batch open until ``items`` all wait; then let it end."""
+    first = pool.submit(commit, 1)
+    assert run.entered.wait(10)
+    rest = [pool.submit(commit, i) for i in items]
+    _wait_until(lambda: len(commit._waiting) == len(items))
+    run.release.set()
+    return first, rest
+
+
 def test_a_caller_alone_runs_alone_and_gets_its_result() -> None:
     run = Recorder()
     run.release.set()
@@ -61,11 +73,7 @@ def test_callers_arriving_during_a_batch_share_the_next_one() -> None:
     run = Recorder()
     commit = GroupCommit(run)
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(commit, 1)
-        assert run.entered.wait(10)
-        rest = [pool.submit(commit, i) for i in range(2, 7)]
-        _wait_until(lambda: len(commit._waiting) == 5)
-        run.release.set()
+        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6])
         assert first.result(10) == 10
         assert sorted(f.result(10) for f in rest) == [20, 30, 40, 50, 60]
     assert run.batches[0] == [1]
@@ -78,12 +86,7 @@ def test_a_failing_item_fails_only_its_caller() -> None:
     run = Recorder()
     commit = GroupCommit(run)
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(commit, 1)
-        assert run.entered.wait(10)
-        good = [pool.submit(commit, 2), pool.submit(commit, 3)]
-        bad = pool.submit(commit, -1)
-        _wait_until(lambda: len(commit._waiting) == 3)
-        run.release.set()
+        first, (*good, bad) = _queue_behind_first_batch(commit, run, pool, [2, 3, -1])
         assert first.result(10) == 10
         assert sorted(f.result(10) for f in good) == [20, 30]
         with pytest.raises(ValueError, match=r"negative item in \[-1\]"):
@@ -96,11 +99,7 @@ def test_max_batch_bounds_a_batch() -> None:
     run = Recorder()
     commit = GroupCommit(run, max_batch=2)
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(commit, 1)
-        assert run.entered.wait(10)
-        rest = [pool.submit(commit, i) for i in range(2, 7)]
-        _wait_until(lambda: len(commit._waiting) == 5)
-        run.release.set()
+        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6])
         assert [f.result(10) for f in [first, *rest]] == [10, 20, 30, 40, 50, 60]
     assert all(len(b) <= 2 for b in run.batches)
     assert sorted(i for b in run.batches for i in b) == [1, 2, 3, 4, 5, 6]
