@@ -1,15 +1,16 @@
-"""One attempt of one delivery: claim it, send it, judge it, record it.
+"""Attempts of deliveries: claim them, send them, judge them, record them.
 
 The ledger is the truth. A delivery is *claimed* by moving it from ``pending``
 to ``sending`` with a lease, in one conditional UPDATE: two workers (or a
-duplicate broker message) can never send the same attempt twice. The attempt
-and the delivery's next state are then written in one transaction.
+duplicate broker message) can never send the same attempt twice. An attempt
+and its delivery's next state are then written in one transaction.
 
-This is the engine's hot path: its statements are built once, as Core
-statements with bound parameters, and rows are read as plain values (no ORM
-unit of work, no per-call statement construction or cache-key generation), and
-the claims and records of concurrent worker threads share transactions
-(:class:`~.batching.GroupCommit`); ``docs/benchmarks.md`` has the figures.
+A broker message carries a batch of one integration's deliveries: it is claimed
+in one statement, sent one delivery after the other, and recorded in one
+transaction (:meth:`DeliveryRunner.run_batch`). This is the engine's hot path: its
+statements are built once, as Core statements with bound parameters, rows are read
+as plain values, and the writes of concurrent batches (and of intake) share
+transactions (:class:`~.batching.WriteQueue`); ``docs/benchmarks.md`` has the figures.
 """
 
 from __future__ import annotations

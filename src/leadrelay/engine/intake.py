@@ -4,8 +4,10 @@ The lead and one delivery per *active* integration of its form are written in
 one transaction, before anything answers the caller. Enqueuing happens after
 the commit; if it is lost, the sweeper finds the deliveries in the ledger.
 
-Its statements are built once, as Core statements (no ORM unit of work): intake
-is on every lead's path (``docs/benchmarks.md``).
+Its statements are built once, as Core statements (no ORM unit of work), and leads
+submitted at the same time by different threads share a transaction, with one
+INSERT for their leads and one for their deliveries: intake is on every lead's
+path (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
