@@ -255,11 +255,7 @@ class DeliveryRunner:
     def slow(self, integration_id: int) -> bool:
         """Whether an integration is slow here: its last attempt in this process was, or
         one of its attempts has been running for too long already."""
-        if self._running:
-            now = time.perf_counter()
-            for running, overdue_at in list(self._running.values()):
-                if now >= overdue_at:
-                    self._slow.add(running)
+        self._notice_overdue()
         return integration_id in self._slow
 
     def is_slow(self, delivery_id: int) -> bool:
@@ -267,12 +263,20 @@ class DeliveryRunner:
 
         Free while no integration is slow; otherwise one primary-key read.
         """
-        self.slow(0)  # notice attempts that are overdue
+        self._notice_overdue()
         if not self._slow:
             return False
         with self.ledger.transaction() as conn:
             integration_id = conn.execute(_INTEGRATION_OF, {"delivery_id": delivery_id}).scalar()
         return integration_id in self._slow
+
+    def _notice_overdue(self) -> None:
+        """Mark slow the integrations of attempts running past their slow limit."""
+        if self._running:
+            now = time.perf_counter()
+            for running, overdue_at in list(self._running.values()):
+                if now >= overdue_at:
+                    self._slow.add(running)
 
     # -- ledger steps ---------------------------------------------------------------
 
