@@ -8,8 +8,9 @@ their tests are skipped with the reason — except under CI (``CI=true``) or
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,21 @@ def form_id(app: Leadrelay) -> int:
     """A form of a fresh account on the growth plan."""
     account = app.manage.create_account("Acme", "owner@acme.test", plan="growth")
     return app.manage.create_form(account.id, "Contact us").id
+
+
+def _poll(predicate: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """``wait_for(predicate, timeout=15)``: poll a real worker's progress (it runs in
+    threads; nothing here sleeps through the engine's time, which the clock injects)."""
+    return _poll
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ connection the database dropped is replaced.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -20,15 +20,6 @@ from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.batching import GroupCommit
 from leadrelay.engine.errors import NotFound
 from leadrelay.engine.ledger import Attempt, Delivery, DeliveryState, Lead
-
-
-def _wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        done.wait(0.01)
-    raise AssertionError("condition not reached")
 
 
 class Recorder:
@@ -50,13 +41,17 @@ class Recorder:
 
 
 def _queue_behind_first_batch(
-    commit: GroupCommit[int, int], run: Recorder, pool: ThreadPoolExecutor, items: list[int]
+    commit: GroupCommit[int, int],
+    run: Recorder,
+    pool: ThreadPoolExecutor,
+    items: list[int],
+    wait_for: Callable[..., None],
 ) -> tuple[Future[int], list[Future[int]]]:
     """Call with 1 and hold that batch open until ``items`` all wait; then let it end."""
     first = pool.submit(commit, 1)
     assert run.entered.wait(10)
     rest = [pool.submit(commit, i) for i in items]
-    _wait_until(lambda: len(commit._waiting) == len(items))
+    wait_for(lambda: len(commit._waiting) == len(items), 10)
     run.release.set()
     return first, rest
 
@@ -69,11 +64,11 @@ def test_a_caller_alone_runs_alone_and_gets_its_result() -> None:
     assert run.batches == [[4]]
 
 
-def test_callers_arriving_during_a_batch_share_the_next_one() -> None:
+def test_callers_arriving_during_a_batch_share_the_next_one(wait_for: Callable[..., None]) -> None:
     run = Recorder()
     commit = GroupCommit(run)
     with ThreadPoolExecutor(6) as pool:
-        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6])
+        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6], wait_for)
         assert first.result(10) == 10
         assert sorted(f.result(10) for f in rest) == [20, 30, 40, 50, 60]
     assert run.batches[0] == [1]
@@ -82,11 +77,11 @@ def test_callers_arriving_during_a_batch_share_the_next_one() -> None:
     assert (commit.batches, commit.items) == (2, 6)
 
 
-def test_a_failing_item_fails_only_its_caller() -> None:
+def test_a_failing_item_fails_only_its_caller(wait_for: Callable[..., None]) -> None:
     run = Recorder()
     commit = GroupCommit(run)
     with ThreadPoolExecutor(4) as pool:
-        first, (*good, bad) = _queue_behind_first_batch(commit, run, pool, [2, 3, -1])
+        first, (*good, bad) = _queue_behind_first_batch(commit, run, pool, [2, 3, -1], wait_for)
         assert first.result(10) == 10
         assert sorted(f.result(10) for f in good) == [20, 30]
         with pytest.raises(ValueError, match=r"negative item in \[-1\]"):
@@ -95,11 +90,11 @@ def test_a_failing_item_fails_only_its_caller() -> None:
     assert sorted(map(sorted, run.batches[2:])) == [[-1], [2], [3]]
 
 
-def test_max_batch_bounds_a_batch() -> None:
+def test_max_batch_bounds_a_batch(wait_for: Callable[..., None]) -> None:
     run = Recorder()
     commit = GroupCommit(run, max_batch=2)
     with ThreadPoolExecutor(6) as pool:
-        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6])
+        first, rest = _queue_behind_first_batch(commit, run, pool, [2, 3, 4, 5, 6], wait_for)
         assert [f.result(10) for f in [first, *rest]] == [10, 20, 30, 40, 50, 60]
     assert all(len(b) <= 2 for b in run.batches)
     assert sorted(i for b in run.batches for i in b) == [1, 2, 3, 4, 5, 6]

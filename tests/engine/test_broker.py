@@ -7,7 +7,7 @@ recovered by the sweeper, and Dramatiq never retries on its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
 
+WaitFor = Callable[..., None]
 LEAD = {"email": "jane.doe@example.com"}
 
 
@@ -28,15 +29,6 @@ def broker_app(request, tmp_path: Path, clock: FakeClock, make_settings) -> Iter
         yield app
     finally:
         app.close()
-
-
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    """Poll a real worker's progress (it runs in threads; nothing here sleeps through time)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def setup_form(app: Leadrelay, url: str, **kw) -> int:
@@ -53,7 +45,7 @@ def state(app: Leadrelay, delivery_id: int) -> str:
 
 
 def test_workers_deliver_what_intake_enqueues(
-    broker_app: Leadrelay, httpserver: HTTPServer
+    broker_app: Leadrelay, httpserver: HTTPServer, wait_for: WaitFor
 ) -> None:
     httpserver.expect_request("/crm").respond_with_json({"ok": True})
     form_id = setup_form(broker_app, httpserver.url_for("/crm"))
@@ -65,7 +57,9 @@ def test_workers_deliver_what_intake_enqueues(
     assert len(httpserver.log) == 20
 
 
-def test_dramatiq_never_retries_on_its_own(broker_app: Leadrelay, httpserver: HTTPServer) -> None:
+def test_dramatiq_never_retries_on_its_own(
+    broker_app: Leadrelay, httpserver: HTTPServer, wait_for: WaitFor
+) -> None:
     # Given a failing CRM and a retry policy of three attempts
     httpserver.expect_request("/crm").respond_with_data("down", status=503)
     form_id = setup_form(broker_app, httpserver.url_for("/crm"))
@@ -84,7 +78,7 @@ def test_dramatiq_never_retries_on_its_own(broker_app: Leadrelay, httpserver: HT
 
 
 def test_a_lost_message_is_recovered_by_the_sweeper(
-    broker_app: Leadrelay, clock: FakeClock, httpserver: HTTPServer
+    broker_app: Leadrelay, clock: FakeClock, httpserver: HTTPServer, wait_for: WaitFor
 ) -> None:
     httpserver.expect_request("/crm").respond_with_json({"ok": True})
     form_id = setup_form(broker_app, httpserver.url_for("/crm"))
@@ -104,7 +98,7 @@ def test_a_lost_message_is_recovered_by_the_sweeper(
 
 
 def test_a_worker_killed_mid_send_loses_nothing(
-    broker_app: Leadrelay, clock: FakeClock, httpserver: HTTPServer
+    broker_app: Leadrelay, clock: FakeClock, httpserver: HTTPServer, wait_for: WaitFor
 ) -> None:
     httpserver.expect_request("/crm").respond_with_json({"ok": True})
     form_id = setup_form(broker_app, httpserver.url_for("/crm"))
@@ -154,7 +148,7 @@ def test_a_lead_submitted_where_no_worker_runs_is_swept_at_once(
 
 
 def test_many_new_deliveries_travel_in_few_messages(
-    broker_app: Leadrelay, httpserver: HTTPServer
+    broker_app: Leadrelay, httpserver: HTTPServer, wait_for: WaitFor
 ) -> None:
     from leadrelay.engine.intake import LeadIn
 
@@ -174,7 +168,7 @@ def test_many_new_deliveries_travel_in_few_messages(
 
 
 def test_a_message_of_an_earlier_version_one_id_is_still_delivered(
-    broker_app: Leadrelay, httpserver: HTTPServer
+    broker_app: Leadrelay, httpserver: HTTPServer, wait_for: WaitFor
 ) -> None:
     from leadrelay.engine.intake import LeadIn
 

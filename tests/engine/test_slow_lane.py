@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from pytest_httpserver import HTTPServer
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.broker import SLOW_QUEUE
 
+WaitFor = Callable[..., None]
 LEAD = {"email": "jane.doe@example.com"}
 
 
@@ -28,16 +29,8 @@ def hanging_url() -> Iterator[str]:
         sock.close()
 
 
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
-
 def test_a_hanging_crm_goes_to_the_slow_lane_and_healthy_deliveries_go_on(
-    tmp_path: Path, httpserver: HTTPServer, hanging_url: str, make_settings
+    tmp_path: Path, httpserver: HTTPServer, hanging_url: str, make_settings, wait_for: WaitFor
 ) -> None:
     httpserver.expect_request("/crm").respond_with_json({"ok": True})
     app = Leadrelay(make_settings(tmp_path, f"sqlite:///{tmp_path / 'l.db'}"))
