@@ -1,11 +1,26 @@
 """The ledger: the database that is the truth about every lead and delivery."""
 
 from .db import Ledger
-from .models import Account, Attempt, Delivery, DeliveryState, Form, Integration, Lead, Plan
+from .models import (
+    IN_DOUBT,
+    SENDING,
+    Account,
+    Attempt,
+    AttemptLane,
+    Delivery,
+    DeliveryState,
+    Form,
+    Integration,
+    Lead,
+    Plan,
+)
 
 __all__ = [
+    "IN_DOUBT",
+    "SENDING",
     "Account",
     "Attempt",
+    "AttemptLane",
     "Delivery",
     "DeliveryState",
     "Form",

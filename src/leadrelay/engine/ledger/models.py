@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -149,6 +150,13 @@ class Lead(Base):
     )
 
 
+#: ``Attempt.outcome`` of an attempt claimed and being sent: nothing is known yet.
+SENDING = "sending"
+#: ``Attempt.outcome`` of an attempt whose sender's lease ran out before it recorded:
+#: the CRM may or may not have the lead.
+IN_DOUBT = "in_doubt"
+
+
 class Delivery(Base):
     """One lead to one integration: its state, attempts and next due time."""
 
@@ -170,6 +178,12 @@ class Delivery(Base):
     last_outcome: Mapped[str | None] = mapped_column(String(16))
     last_reason: Mapped[str | None] = mapped_column(Text)
     replays: Mapped[int] = mapped_column(Integer, default=0)
+    #: Claims so far: each claim (worker, real-time send, replay) takes the next number,
+    #: and only the current claim may record an outcome or move the state (fencing).
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Attempts in a row whose sender never recorded an outcome (lease ran out while
+    #: sending): after a few, the delivery is parked in the failed collection.
+    in_doubt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -180,8 +194,21 @@ class Delivery(Base):
     )
 
 
+class AttemptLane(enum.StrEnum):
+    """Which sender made an attempt."""
+
+    WORKER = "worker"
+    REALTIME = "realtime"
+    """Sent inside the submission request (a real-time integration)."""
+
+
 class Attempt(Base):
-    """One try of one delivery: what was sent, what came back, and the verdict."""
+    """One try of one delivery: what was sent, what came back, and the verdict.
+
+    The row is written when the delivery is claimed, before anything is sent, with the
+    outcome ``sending`` (see :data:`SENDING`); the verdict replaces it after the send. A
+    sender that never came back leaves it ``in_doubt``.
+    """
 
     __tablename__ = "attempts"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -196,5 +223,16 @@ class Attempt(Base):
     exchanges: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     trace: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     proxy: Mapped[str | None] = mapped_column(String(100))
+    #: The claim (``Delivery.claims``) this attempt was sent under.
+    claim: Mapped[int | None] = mapped_column(Integer)
+    #: Its sender's claim had already been taken back when it recorded: kept for audit,
+    #: it changed nothing.
+    stale: Mapped[bool] = mapped_column(default=False, server_default=false())
+    lane: Mapped[str] = mapped_column(String(16), default="worker", server_default="worker")
+    #: The number of the in-doubt attempt this one sends again, if any.
+    resend_of: Mapped[int | None] = mapped_column(Integer)
+    #: The integration's revision the attempt was sent with.
+    revision: Mapped[int | None] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_attempts_delivery_number", "delivery_id", "number"),)
