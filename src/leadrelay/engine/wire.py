@@ -8,6 +8,7 @@ truncated) as part of every attempt.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,20 @@ from requests.structures import CaseInsensitiveDict
 
 #: Response bodies are stored up to this many bytes per exchange.
 BODY_LIMIT = 16 * 1024
+
+# NUL cannot be stored in PostgreSQL text or JSONB; lone surrogates cannot be encoded
+# as UTF-8 at all. Both arrive from CRMs (binary junk, broken encoders) and from
+# ``errors="surrogateescape"`` decoding.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` storable on every backend: NUL shown as the escape ``\\x00``, lone
+    surrogates replaced by U+FFFD. Text without either is returned as it is (the
+    usual case costs one regex scan)."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda m: "\\x00" if m.group() == "\x00" else "\ufffd", text)
 
 
 @dataclass(frozen=True)
