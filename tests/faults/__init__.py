@@ -1,0 +1,1 @@
+"""Fault tests: the engine against hostile CRMs and failing services, with real processes."""
