@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 from sqlalchemy import select
 
+from .apikeys import ApiKeys
 from .broker import QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
@@ -23,8 +24,16 @@ from .intake import Accepted, Intake, LeadIn
 from .ledger import Delivery, DeliveryState, Ledger
 from .management import Management
 from .plugins import Plugins
+from .posting import Posts
 from .replay import Replayer, ReplayPlan
-from .report import DeliveryFilter, integration_object, list_deliveries
+from .report import (
+    DeliveryFilter,
+    Page,
+    integration_object,
+    lead_object,
+    list_deliveries,
+    page_deliveries,
+)
 from .runtime import ProxyRoutes, RuntimeCache
 from .secrets import SecretBox
 from .settings import Settings
@@ -61,6 +70,8 @@ class Leadrelay:
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
         self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.announce)
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
+        self.keys = ApiKeys(self.ledger, self.clock)
+        self.posts = Posts(self)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
         self._sweeping: threading.Event | None = None
@@ -89,6 +100,15 @@ class Leadrelay:
         """Whether a message sent now will reach a worker: always through Redis; through
         the in-process broker only when this process runs one (``serve``, not ``submit``)."""
         return self.settings.broker_url is not None or self._worker is not None
+
+    @property
+    def queued(self) -> bool:
+        """Whether deliveries stored now will be announced to a worker (see ``submit``)."""
+        return self._consumed_here
+
+    def announce(self, accepted: Iterable[Accepted]) -> None:
+        """Announce deliveries stored outside :meth:`submit` (idempotent posts)."""
+        self._enqueue(d for a in accepted for d in a.deliveries())
 
     def _enqueue(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
         if not self._consumed_here:
@@ -123,13 +143,23 @@ class Leadrelay:
 
     # -- reading and replaying ------------------------------------------------------
 
-    def inspect(self, delivery_id: int) -> dict[str, Any]:
-        """The integration object of one delivery."""
-        return integration_object(self.ledger, delivery_id)
+    def inspect(self, delivery_id: int, *, scope: int | None = None) -> dict[str, Any]:
+        """The integration object of one delivery (``scope``: of that account only)."""
+        return integration_object(self.ledger, delivery_id, scope=scope)
+
+    def lead(self, lead_id: int, *, scope: int | None = None) -> dict[str, Any]:
+        """One lead with the state of each of its deliveries (``scope``: that account's)."""
+        return lead_object(self.ledger, lead_id, scope=scope)
 
     def deliveries(self, flt: DeliveryFilter | None = None) -> list[dict[str, Any]]:
         """Deliveries matching ``flt``, newest first."""
         return list_deliveries(self.ledger, flt or DeliveryFilter())
+
+    def deliveries_page(
+        self, flt: DeliveryFilter | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """One page of :meth:`deliveries` from ``cursor``, and the next page's cursor."""
+        return page_deliveries(self.ledger, flt or DeliveryFilter(), limit=limit, cursor=cursor)
 
     def replay(self, flt: DeliveryFilter | None = None, *, dry_run: bool = False) -> ReplayPlan:
         """Replay failed deliveries; with ``dry_run``, only say what would be sent."""

@@ -37,6 +37,16 @@ class NotFound(BadInput):
     """A named object (account, form, integration, delivery) does not exist."""
 
 
+class Refused(BadInput):
+    """Well-formed, but the object's own settings refuse it: an inactive form, a page
+    of an origin the form does not allow."""
+
+
+class Conflict(BadInput):
+    """The request contradicts one made before (an idempotency key reused for
+    another request)."""
+
+
 # -- plugins ----------------------------------------------------------------------
 
 

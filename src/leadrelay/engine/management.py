@@ -8,7 +8,7 @@ ledger is left as it was.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .clock import Clock
 from .errors import BadInput, ConfigError, NotFound, PlanLimitError
 from .expectations import Expectations
+from .forms import check_origins, check_required_fields, check_thank_you_url, new_public_key
 from .ledger import Account, Form, Integration, Ledger, Plan
 from .plugins import Plugins
 from .proxies import static_ip_variant
@@ -30,6 +31,10 @@ DEFAULT_PLANS = {"free": 1, "starter": 5, "growth": 25, "scale": 250}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INTEGRATION_FIELDS = frozenset(
     {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool"}
+)
+
+_FORM_FIELDS = frozenset(
+    {"name", "allowed_origins", "required_fields", "thank_you_url", "active"}
 )
 
 
@@ -98,14 +103,32 @@ class Management:
         with self.ledger.session() as s:
             return list(s.scalars(select(Account).order_by(Account.id)))
 
+    def get_account(self, account_id: int, *, scope: int | None = None) -> Account:
+        """One account; with ``scope``, only if it is that account (else not found)."""
+        with self.ledger.session() as s:
+            return _get(s, Account, account_id, "account", scope=scope, owner=lambda a: a.id)
+
     # -- forms ----------------------------------------------------------------------
 
-    def create_form(self, account_id: int, name: str) -> Form:
-        """Add a form to an account."""
+    def create_form(
+        self,
+        account_id: int,
+        name: str,
+        *,
+        allowed_origins: Any = None,
+        required_fields: Any = None,
+        thank_you_url: Any = None,
+    ) -> Form:
+        """Add a form to an account, with a fresh public key."""
         _require_name(name, "name")
+        origins = check_origins(allowed_origins)
+        required = check_required_fields(required_fields)
+        thank_you = check_thank_you_url(thank_you_url)
         with self.ledger.session() as s:
             _get(s, Account, account_id, "account")
-            form = Form(account_id=account_id, name=name, created_at=self.clock.now())
+            form = Form(account_id=account_id, name=name, created_at=self.clock.now(),
+                        public_key=new_public_key(), allowed_origins=origins,
+                        required_fields=required, thank_you_url=thank_you, active=True)
             s.add(form)
         return form
 
@@ -116,6 +139,44 @@ class Management:
             if account_id is not None:
                 q = q.where(Form.account_id == account_id)
             return list(s.scalars(q))
+
+    def get_form(self, form_id: int, *, scope: int | None = None) -> Form:
+        """One form; with ``scope``, only one of that account (another's is not found)."""
+        with self.ledger.session() as s:
+            return _get(s, Form, form_id, "form", scope=scope)
+
+    def update_form(self, form_id: int, *, scope: int | None = None, **changes: Any) -> Form:
+        """Change a form's name or intake settings; validated whole before it is written."""
+        unknown = set(changes) - _FORM_FIELDS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise BadInput(f"{key}: not a setting of a form", field=key)
+        checked: dict[str, Any] = {}
+        if "name" in changes:
+            _require_name(changes["name"], "name")
+            checked["name"] = changes["name"]
+        if "allowed_origins" in changes:
+            checked["allowed_origins"] = check_origins(changes["allowed_origins"])
+        if "required_fields" in changes:
+            checked["required_fields"] = check_required_fields(changes["required_fields"])
+        if "thank_you_url" in changes:
+            checked["thank_you_url"] = check_thank_you_url(changes["thank_you_url"])
+        if "active" in changes:
+            if not isinstance(changes["active"], bool):
+                raise BadInput("active: must be true or false", field="active")
+            checked["active"] = changes["active"]
+        with self.ledger.session() as s:
+            form = _get(s, Form, form_id, "form", scope=scope)
+            for key, value in checked.items():
+                setattr(form, key, value)
+        return form
+
+    def rotate_form_key(self, form_id: int, *, scope: int | None = None) -> Form:
+        """Give a form a new public key; posts to the old one are refused from now on."""
+        with self.ledger.session() as s:
+            form = _get(s, Form, form_id, "form", scope=scope)
+            form.public_key = new_public_key()
+        return form
 
     # -- integrations ---------------------------------------------------------------
 
@@ -132,6 +193,7 @@ class Management:
         realtime_budget: float = 3.0,
         static_ip_pool: str | None = None,
         active: bool = False,
+        scope: int | None = None,
     ) -> Integration:
         """Add an integration to a form; validated whole before it is written.
 
@@ -148,7 +210,7 @@ class Management:
         _check_realtime(realtime, realtime_budget)
         now = self.clock.now()
         with self.ledger.session() as s:
-            form = _get(s, Form, form_id, "form")
+            form = _get(s, Form, form_id, "form", scope=scope)
             integration = Integration(
                 form_id=form_id,
                 name=name,
@@ -170,14 +232,16 @@ class Management:
                 self._activate(s, form.account_id, integration)
         return integration
 
-    def update_integration(self, integration_id: int, **changes: Any) -> Integration:
+    def update_integration(
+        self, integration_id: int, *, scope: int | None = None, **changes: Any
+    ) -> Integration:
         """Change an integration's settings; workers pick the change up on its next delivery."""
         unknown = set(changes) - _INTEGRATION_FIELDS
         if unknown:
             key = sorted(unknown)[0]
             raise BadInput(f"{key}: not a setting of an integration", field=key)
         with self.ledger.session() as s:
-            integration = _get(s, Integration, integration_id, "integration")
+            integration = _get(s, Integration, integration_id, "integration", scope=scope)
             config = changes.get("config")
             if config is None:
                 config = self.box.unseal(integration.config)
@@ -205,10 +269,12 @@ class Management:
             integration.updated_at = self.clock.now()
         return integration
 
-    def set_active(self, integration_id: int, active: bool) -> Integration:
+    def set_active(
+        self, integration_id: int, active: bool, *, scope: int | None = None
+    ) -> Integration:
         """Switch an integration on or off. Activation respects the plan's cap."""
         with self.ledger.session() as s:
-            integration = _get(s, Integration, integration_id, "integration")
+            integration = _get(s, Integration, integration_id, "integration", scope=scope)
             if active and not integration.active:
                 form = _get(s, Form, integration.form_id, "form")
                 self._activate(s, form.account_id, integration)
@@ -217,18 +283,24 @@ class Management:
             integration.updated_at = self.clock.now()
         return integration
 
-    def integrations(self, form_id: int | None = None) -> list[Integration]:
-        """Integrations, of one form or of all."""
+    def integrations(
+        self, form_id: int | None = None, *, scope: int | None = None
+    ) -> list[Integration]:
+        """Integrations, of one form or of all (of the ``scope`` account's forms)."""
         with self.ledger.session() as s:
             q = select(Integration).order_by(Integration.id)
             if form_id is not None:
                 q = q.where(Integration.form_id == form_id)
+            if scope is not None:
+                q = q.where(
+                    Integration.form_id.in_(select(Form.id).where(Form.account_id == scope))
+                )
             return list(s.scalars(q))
 
-    def get_integration(self, integration_id: int) -> Integration:
-        """One integration."""
+    def get_integration(self, integration_id: int, *, scope: int | None = None) -> Integration:
+        """One integration (with ``scope``, only one of that account's forms)."""
         with self.ledger.session() as s:
-            return _get(s, Integration, integration_id, "integration")
+            return _get(s, Integration, integration_id, "integration", scope=scope)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -302,8 +374,35 @@ def _check_realtime(realtime: Any, budget: Any) -> None:
         raise ConfigError("realtime_budget: seconds between 0 and 30", field="realtime_budget")
 
 
-def _get(s: Session, model: type[Any], ident: int, what: str) -> Any:
+def _get(
+    s: Session,
+    model: type[Any],
+    ident: int,
+    what: str,
+    *,
+    scope: int | None = None,
+    owner: Callable[[Any], int] | None = None,
+) -> Any:
+    """The row, or :class:`NotFound`. With ``scope`` (an account id), a row of another
+    account is not found either, with the very same message: an API caller cannot
+    tell another account's object from a missing one."""
     row = s.get(model, ident)
+    if row is not None and scope is not None and (owner or _account_of(s))(row) != scope:
+        row = None
     if row is None:
         raise NotFound(f"{what} {ident} does not exist", field=f"{what}_id")
     return row
+
+
+def _account_of(s: Session) -> Callable[[Any], int]:
+    """The account owning a form or an integration."""
+
+    def account(row: Any) -> int:
+        if isinstance(row, Form):
+            return row.account_id
+        if isinstance(row, Integration):
+            form = s.get(Form, row.form_id)
+            return form.account_id if form is not None else -1
+        raise TypeError(f"no account for {type(row).__name__}")
+
+    return account

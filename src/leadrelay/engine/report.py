@@ -7,7 +7,7 @@ trace — as one JSON-ready dict, the same for the API and the CLI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,8 @@ class DeliveryFilter:
     reason: str | None = None
     outcome: str | None = None
     limit: int | None = None
+    #: Cursor: only deliveries older (smaller id) than this one (the listing is newest first).
+    before_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.state is not None and self.state not in {s.value for s in DeliveryState}:
@@ -65,6 +67,8 @@ class DeliveryFilter:
             query = query.where(Delivery.last_reason.contains(self.reason, autoescape=True))
         if self.outcome:
             query = query.where(Delivery.last_outcome == self.outcome)
+        if self.before_id is not None:
+            query = query.where(Delivery.id < self.before_id)
         if self.limit:
             query = query.limit(self.limit)
         return query
@@ -97,15 +101,81 @@ def list_deliveries(ledger: Ledger, flt: DeliveryFilter) -> list[dict[str, Any]]
         return [delivery_summary(d, lead) for d, lead in s.execute(query)]
 
 
-def integration_object(ledger: Ledger, delivery_id: int) -> dict[str, Any]:
-    """Everything about one delivery, as one JSON-ready object."""
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, and the cursor of the next (``None``: this is the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+#: The largest page a caller may ask for.
+MAX_PAGE = 1000
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The delivery id a cursor stands for; :class:`BadInput` if it is not one of ours."""
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 or int(cursor) < 1:
+        raise BadInput(f"cursor: {cursor[:40]!r} is not a cursor of this listing",
+                       field="cursor")
+    return int(cursor)
+
+
+def page_deliveries(
+    ledger: Ledger, flt: DeliveryFilter, *, limit: int = 100, cursor: str | None = None
+) -> Page:
+    """Deliveries matching ``flt``, newest first, ``limit`` at a time from ``cursor``.
+
+    The cursor is the id the next page starts below, so pages stay put while new
+    deliveries arrive (they are newer than any page already read).
+    """
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise BadInput(f"limit: between 1 and {MAX_PAGE}", field="limit")
+    before = parse_cursor(cursor)
+    if before is not None and flt.before_id is not None:
+        before = min(before, flt.before_id)
+    rows = list_deliveries(ledger, replace(flt, limit=limit + 1, before_id=before))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return Page(items, str(items[-1]["id"]) if more and items else None)
+
+
+def lead_object(ledger: Ledger, lead_id: int, *, scope: int | None = None) -> dict[str, Any]:
+    """One lead as received, with every delivery's state (``scope``: of that account only)."""
     with ledger.session() as s:
         row = s.execute(
+            select(Lead, Form.account_id).join(Form, Form.id == Lead.form_id)
+            .where(Lead.id == lead_id)
+        ).one_or_none()
+        if row is None or (scope is not None and row[1] != scope):
+            raise NotFound(f"lead {lead_id} does not exist", field="lead_id")
+        lead = row[0]
+        deliveries = list(
+            s.scalars(select(Delivery).where(Delivery.lead_id == lead_id).order_by(Delivery.id))
+        )
+    return {
+        **_describe_lead(lead),
+        "deliveries": [delivery_summary(d, lead) for d in deliveries],
+    }
+
+
+def integration_object(
+    ledger: Ledger, delivery_id: int, *, scope: int | None = None
+) -> dict[str, Any]:
+    """Everything about one delivery, as one JSON-ready object (``scope``: of that
+    account only; another account's delivery is not found, like a missing one)."""
+    with ledger.session() as s:
+        query = (
             select(Delivery, Lead, Integration)
             .join(Lead, Lead.id == Delivery.lead_id)
             .join(Integration, Integration.id == Delivery.integration_id)
             .where(Delivery.id == delivery_id)
-        ).one_or_none()
+        )
+        if scope is not None:
+            query = query.join(Form, Form.id == Lead.form_id).where(Form.account_id == scope)
+        row = s.execute(query).one_or_none()
         if row is None:
             raise NotFound(f"delivery {delivery_id} does not exist", field="delivery_id")
         delivery, lead, integration = row
@@ -122,14 +192,7 @@ def integration_object(ledger: Ledger, delivery_id: int) -> dict[str, Any]:
     )
     return {
         "delivery": summary,
-        "lead": {
-            "id": lead.id,
-            "form_id": lead.form_id,
-            "source": lead.source,
-            "external_id": lead.external_id,
-            "received_at": _iso(lead.received_at),
-            "payload": lead.payload,
-        },
+        "lead": _describe_lead(lead),
         "integration": describe_integration(integration),
         "attempts": [
             {
@@ -145,6 +208,17 @@ def integration_object(ledger: Ledger, delivery_id: int) -> dict[str, Any]:
             }
             for a in attempts
         ],
+    }
+
+
+def _describe_lead(lead: Lead) -> dict[str, Any]:
+    return {
+        "id": lead.id,
+        "form_id": lead.form_id,
+        "source": lead.source,
+        "external_id": lead.external_id,
+        "received_at": _iso(lead.received_at),
+        "payload": lead.payload,
     }
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -107,6 +108,19 @@ class Form(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # -- the HTTP API's settings of a form (revision 0003) --
+    #: The form's public key, which browsers post to: unguessable, rotatable, never its id.
+    public_key: Mapped[str] = mapped_column(String(64))
+    #: Origins (``https://shop.example``) whose pages may post to the form; ``*``: any.
+    allowed_origins: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
+    #: Fields a lead of this form must have, non-empty, or it is refused.
+    required_fields: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
+    #: Where a plain HTML post is redirected once its lead is stored.
+    thank_you_url: Mapped[str | None] = mapped_column(String(2000))
+    #: An inactive form accepts no leads.
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    __table_args__ = (UniqueConstraint("public_key", name="uq_forms_public_key"),)
 
 
 class Integration(Base):
@@ -236,3 +250,46 @@ class Attempt(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_attempts_delivery_number", "delivery_id", "number"),)
+
+
+# -- the HTTP API (revision 0003) ------------------------------------------------------
+
+
+class ApiKey(Base):
+    """A bearer key of the HTTP API: an account's, or an operator's (no account).
+
+    Only the key's SHA-256 is stored; the key itself is shown once, when created.
+    """
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: The account the key acts for; ``None`` for an operator key.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    #: An operator key administers accounts and plans across accounts.
+    operator: Mapped[bool] = mapped_column(default=False)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The key's first characters, to tell keys apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotentPost(Base):
+    """The answer given to an external post made with an ``Idempotency-Key``.
+
+    Written in the transaction that stores the post's leads, so a retried post finds
+    either nothing stored or the leads and their answer.
+    """
+
+    __tablename__ = "idempotent_posts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    #: SHA-256 of what was posted (form, body), so a key reused for another post is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotent_posts_key"),)

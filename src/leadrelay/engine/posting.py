@@ -1,0 +1,339 @@
+"""Leads posted to a form from outside: by browsers (public key) and by external systems.
+
+The rules of a post live here, once, for every caller: the form must exist (for
+an external system: be one of its account's forms) and be active, a browser's page
+must be of an origin the form allows, the lead must carry the form's required
+fields. Then intake makes the lead durable with its deliveries, and only then is
+there an answer.
+
+An external system may retry a post safely. With an ``Idempotency-Key`` the answer
+is stored in the very transaction that stores the leads: a retry finds either
+nothing (the first post never happened) or the leads and their answer, which it
+gets again unchanged. Without one, a lead whose ``external_id`` the form already
+has from that source is not stored again; its entry in the answer is the lead
+already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .errors import BadInput, Conflict, NotFound, Refused
+from .forms import check_required, looks_like_public_key, origin_allowed
+from .intake import Accepted, LeadIn, _check, _Checked, validate_payload, validate_source
+from .ledger import Delivery, DeliveryState, Form, Lead
+from .ledger.models import IdempotentPost, LeadSource
+
+if TYPE_CHECKING:
+    from .app import Leadrelay
+
+#: The most leads one external post may carry.
+MAX_BATCH = 500
+#: HTTP status of each kind of answer (the API's contract, stored with idempotent answers).
+STATUS = {"delivered": 201, "accepted": 202, "duplicate": 200}
+
+
+@dataclass(frozen=True)
+class FormTarget:
+    """What a post needs to know of its form."""
+
+    id: int
+    account_id: int
+    active: bool
+    allowed_origins: tuple[str, ...]
+    required_fields: tuple[str, ...]
+    thank_you_url: str | None
+
+
+@dataclass(frozen=True)
+class ExternalLead:
+    """One lead of an external post: its fields and, optionally, the sender's own id."""
+
+    payload: Any
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The answer to a post: what it is (``accepted``, ``delivered``, ``duplicate``), its
+    JSON body, and whether it is the stored answer of an earlier identical post."""
+
+    kind: str
+    body: dict[str, Any]
+    replayed: bool = False
+    accepted: tuple[Accepted, ...] = field(default=(), repr=False)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this answer goes out with."""
+        return STATUS[self.kind]
+
+
+def request_hash(form_id: int, body: Any) -> str:
+    """A fingerprint of an external post, to tell a retry from another post with the same key."""
+    text = json.dumps([form_id, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def delivery_entries(accepted: Accepted) -> list[dict[str, Any]]:
+    """One answer entry per delivery of a lead just stored: all queued."""
+    pairs = accepted.deliveries()
+    return [
+        {"delivery_id": d, "integration_id": i, "state": "queued", "outcome": None,
+         "crm_reference": None, "reason": None}
+        for i, d in pairs
+    ]
+
+
+class _ExternalPost(NamedTuple):
+    """Store an external post's new leads (and its idempotent answer) in one transaction."""
+
+    account_id: int
+    form_id: int
+    source: str
+    leads: list[_Checked]
+    key: str | None
+    request_hash: str
+    batch: bool
+
+
+class Posts:
+    """Form posts and external posts, checked against their form, then accepted."""
+
+    def __init__(self, app: Leadrelay) -> None:
+        self.app = app
+        self.ledger = app.ledger
+        self.intake = app.intake
+        self.ledger.writes.handle(_ExternalPost, self._write_posts)
+
+    # -- finding the form -------------------------------------------------------------
+
+    def form_by_key(self, public_key: str) -> FormTarget:
+        """The form a public key opens; :class:`NotFound` for an unknown or rotated key."""
+        if not isinstance(public_key, str) or not looks_like_public_key(public_key):
+            raise NotFound("no form has this key (a key that was rotated no longer works)",
+                           field="form_key")
+        with self.ledger.transaction() as conn:
+            row = conn.execute(_FORM_BY_KEY, {"key": public_key}).first()
+        if row is None:
+            raise NotFound("no form has this key (a key that was rotated no longer works)",
+                           field="form_key")
+        return _target(row)
+
+    def form_by_id(self, form_id: int, *, scope: int | None) -> FormTarget:
+        """A form by id; with ``scope``, only one of that account."""
+        with self.ledger.transaction() as conn:
+            row = conn.execute(_FORM_BY_ID, {"id": form_id}).first()
+        if row is None or (scope is not None and row.account_id != scope):
+            raise NotFound(f"form {form_id} does not exist", field="form_id")
+        return _target(row)
+
+    def check_origin(self, form: FormTarget, origin: str | None) -> None:
+        """Refuse a browser post from a page of an origin the form does not allow."""
+        if origin is not None and not origin_allowed(form.allowed_origins, origin):
+            raise Refused(
+                f"Origin: pages of {origin[:200]!r} may not post to this form "
+                "(add the origin to the form's allowed_origins)",
+                field="Origin",
+            )
+
+    # -- browsers ---------------------------------------------------------------------
+
+    def post_to_form(
+        self, public_key: str, payload: Any, *, origin: str | None = None
+    ) -> tuple[FormTarget, Posted]:
+        """A lead posted by a page to a form's public key; durable when this returns."""
+        form = self.form_by_key(public_key)
+        self.check_origin(form, origin)
+        _open(form)
+        fields = validate_payload(payload)
+        check_required(form.required_fields, fields)
+        accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value)
+        return form, self._answer_one(accepted)
+
+    # -- external systems -------------------------------------------------------------
+
+    def post_external(
+        self,
+        form_id: int,
+        leads: Sequence[ExternalLead],
+        *,
+        scope: int,
+        source: str | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        batch: bool = False,
+    ) -> Posted:
+        """One lead, or a batch of up to :data:`MAX_BATCH`, from an external system."""
+        form = self.form_by_id(form_id, scope=scope)
+        _open(form)
+        if not leads:
+            raise BadInput("leads: at least one lead", field="leads")
+        if len(leads) > MAX_BATCH:
+            raise BadInput(f"leads: at most {MAX_BATCH} in one post, got {len(leads)}",
+                           field="leads")
+        if idempotency_key is not None and (
+            not idempotency_key.strip() or len(idempotency_key) > 200
+            or not idempotency_key.isprintable()
+        ):
+            raise BadInput("Idempotency-Key: 1 to 200 printable characters",
+                           field="Idempotency-Key")
+        kind = validate_source(source or LeadSource.EXTERNAL.value)
+        queued = self.app.queued
+        checked: list[_Checked] = []
+        for i, lead in enumerate(leads):
+            where = f"leads[{i}]" if batch else ""
+            external_id = lead.external_id
+            if external_id is not None and (
+                not isinstance(external_id, str) or not external_id.strip()
+                or len(external_id) > 200
+            ):
+                name = f"{where}.external_id" if where else "external_id"
+                raise BadInput(f"{name}: 1 to 200 characters", field=name)
+            one = _check(LeadIn(form.id, lead.payload, kind, external_id),
+                         f"{where}.fields" if where else "fields", queued)
+            try:
+                check_required(form.required_fields, one.payload)
+            except BadInput as exc:
+                name = f"{where}.fields.{exc.field}" if where else f"fields.{exc.field}"
+                raise BadInput(f"{name}: required by this form", field=name) from None
+            checked.append(one)
+        op = _ExternalPost(form.account_id, form.id, kind, checked, idempotency_key,
+                           fingerprint, batch)
+        try:
+            posted = cast(Posted, self.ledger.writes(op))
+        except IntegrityError:
+            # Another process stored the same external id or key at the same moment:
+            # the second try finds what it stored, and stores nothing.
+            posted = cast(Posted, self.ledger.writes(op))
+        self.app.announce(posted.accepted)
+        return posted
+
+    # -- answers ----------------------------------------------------------------------
+
+    def _answer_one(self, accepted: Accepted) -> Posted:
+        body = {"lead_id": accepted.lead_id, "deliveries": delivery_entries(accepted)}
+        return Posted("accepted", body, accepted=(accepted,))
+
+    def _write_posts(self, conn: Any, ops: list[_ExternalPost]) -> list[Posted]:
+        return [self._write_post(conn, op) for op in ops]
+
+    def _write_post(self, conn: Any, op: _ExternalPost) -> Posted:
+        if op.key is not None:
+            stored = conn.execute(_STORED, {"account_id": op.account_id, "key": op.key}).first()
+            if stored is not None:
+                if stored.request_hash != op.request_hash:
+                    raise Conflict(
+                        "Idempotency-Key: already used for a different post "
+                        "(a retry must send the same form and body)",
+                        field="Idempotency-Key",
+                    )
+                kind = {v: k for k, v in STATUS.items()}.get(stored.status, "accepted")
+                return Posted(kind, dict(stored.answer), replayed=True)
+        known = self._known_leads(conn, op)
+        fresh: list[_Checked] = []
+        seen: set[str] = set()
+        for c in op.leads:
+            ext = c.lead.external_id
+            if ext is None or (ext not in known and ext not in seen):
+                fresh.append(c)
+                if ext is not None:
+                    seen.add(ext)
+        stored_now = self.intake._store(conn, fresh) if fresh else []
+        by_ext = {c.lead.external_id: a for c, a in zip(fresh, stored_now, strict=True)
+                  if c.lead.external_id is not None}
+        fresh_ids = {id(c): a for c, a in zip(fresh, stored_now, strict=True)}
+        entries: list[dict[str, Any]] = []
+        for c in op.leads:
+            accepted = fresh_ids.get(id(c))
+            if accepted is not None:
+                entries.append({"lead_id": accepted.lead_id, "external_id": c.lead.external_id,
+                                "duplicate": False, "deliveries": delivery_entries(accepted)})
+            elif c.lead.external_id in by_ext:  # the same id twice in one batch
+                first = by_ext[c.lead.external_id]
+                entries.append({"lead_id": first.lead_id, "external_id": c.lead.external_id,
+                                "duplicate": True, "deliveries": delivery_entries(first)})
+            else:
+                entries.append(known[cast(str, c.lead.external_id)])
+        kind = "accepted" if stored_now else "duplicate"
+        body: dict[str, Any] = {"leads": entries} if op.batch else entries[0]
+        if op.key is not None:
+            conn.execute(_STORE, {
+                "account_id": op.account_id, "key": op.key, "request_hash": op.request_hash,
+                "status": STATUS[kind], "answer": body, "created_at": self.app.clock.now(),
+            })
+        return Posted(kind, body, accepted=tuple(stored_now))
+
+    def _known_leads(self, conn: Any, op: _ExternalPost) -> dict[str, dict[str, Any]]:
+        """Answer entries of the leads of this post the form already has (by external id)."""
+        ids = sorted({c.lead.external_id for c in op.leads if c.lead.external_id is not None})
+        if not ids:
+            return {}
+        leads = {
+            row.id: row.external_id
+            for row in conn.execute(
+                _KNOWN, {"form_id": op.form_id, "source": op.source, "ids": ids}
+            )
+        }
+        entries = {
+            ext: {"lead_id": lead_id, "external_id": ext, "duplicate": True, "deliveries": []}
+            for lead_id, ext in leads.items()
+        }
+        if leads:
+            for d in conn.execute(_DELIVERIES_OF, {"lead_ids": list(leads)}):
+                entries[leads[d.lead_id]]["deliveries"].append(_entry(d))
+        return entries
+
+
+def _entry(d: Any) -> dict[str, Any]:
+    """The answer entry of a delivery as the ledger has it now."""
+    state = "queued" if d.state == DeliveryState.PENDING.value else d.state
+    return {"delivery_id": d.id, "integration_id": d.integration_id, "state": state,
+            "outcome": d.last_outcome, "crm_reference": d.crm_reference,
+            "reason": d.last_reason}
+
+
+def _open(form: FormTarget) -> None:
+    if not form.active:
+        raise Refused("form: this form is inactive and accepts no leads", field="form")
+
+
+def _target(row: Any) -> FormTarget:
+    return FormTarget(row.id, row.account_id, bool(row.active),
+                      tuple(row.allowed_origins or ()), tuple(row.required_fields or ()),
+                      row.thank_you_url)
+
+
+# -- statements, built once --------------------------------------------------------------
+
+_F, _L = cast(Table, Form.__table__), cast(Table, Lead.__table__)
+_D, _P = cast(Table, Delivery.__table__), cast(Table, IdempotentPost.__table__)
+_FORM = select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
+               _F.c.required_fields, _F.c.thank_you_url)
+_FORM_BY_KEY = _FORM.where(_F.c.public_key == bindparam("key"))
+_FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
+_STORED = select(_P.c.request_hash, _P.c.status, _P.c.answer).where(
+    and_(_P.c.account_id == bindparam("account_id"), _P.c.key == bindparam("key"))
+)
+_STORE = insert(_P)
+_UPDATE_STORED = update(_P).where(
+    and_(_P.c.account_id == bindparam("a"), _P.c.key == bindparam("k"))
+)
+_KNOWN = select(_L.c.id, _L.c.external_id).where(
+    _L.c.form_id == bindparam("form_id"),
+    _L.c.source == bindparam("source"),
+    _L.c.external_id.in_(bindparam("ids", expanding=True)),
+)
+_DELIVERIES_OF = (
+    select(_D.c.id, _D.c.lead_id, _D.c.integration_id, _D.c.state, _D.c.last_outcome,
+           _D.c.crm_reference, _D.c.last_reason)
+    .where(_D.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
+    .order_by(_D.c.id)
+)
