@@ -98,6 +98,12 @@ class Management:
             s.refresh(account)
         return account
 
+    def plans(self) -> list[Plan]:
+        """Every plan (the default ones are made on first use)."""
+        with self.ledger.session() as s:
+            self.ensure_plans(s)
+            return list(s.scalars(select(Plan).order_by(Plan.id)))
+
     def accounts(self) -> list[Account]:
         """Every account."""
         with self.ledger.session() as s:

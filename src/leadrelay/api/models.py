@@ -1,0 +1,282 @@
+"""The API's request and answer shapes (pydantic), as its OpenAPI document shows them.
+
+They check shape only (types, unknown fields); what a value means — a valid
+connector config, an origin, a plan limit — the engine checks, the same for the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+
+class _In(BaseModel):
+    """A request body: unknown fields are refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- accounts, plans, keys -------------------------------------------------------------
+
+
+class AccountIn(_In):
+    """A new account."""
+
+    name: str
+    owner_email: str
+    plan: str = "starter"
+
+
+class AccountOut(BaseModel):
+    """An account."""
+
+    id: int
+    name: str
+    owner_email: str
+    plan: str
+    created_at: datetime
+
+
+class PlanIn(_In):
+    """A new plan."""
+
+    name: str
+    max_active_integrations: int
+
+
+class PlanOut(BaseModel):
+    """A plan: how many integrations its accounts may have active."""
+
+    id: int
+    name: str
+    max_active_integrations: int
+
+
+class KeyIn(_In):
+    """A new API key of an account."""
+
+    name: str = "default"
+
+
+class KeyOut(BaseModel):
+    """An API key as listed: its first characters, never the key."""
+
+    id: int
+    account_id: int | None
+    operator: bool
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    """A key just made: ``key`` is shown this once and is not kept."""
+
+    key: str
+
+
+# -- forms and integrations ------------------------------------------------------------
+
+
+class FormIn(_In):
+    """A new form of the calling account."""
+
+    name: str
+    allowed_origins: list[str] = Field(default_factory=list)
+    required_fields: list[str] = Field(default_factory=list)
+    thank_you_url: str | None = None
+
+
+class FormPatch(_In):
+    """Changes to a form; what is left out stays as it is."""
+
+    name: str | None = None
+    allowed_origins: list[str] | None = None
+    required_fields: list[str] | None = None
+    thank_you_url: str | None = None
+    active: bool | None = None
+
+
+class FormOut(BaseModel):
+    """A form, with the public key its pages post to."""
+
+    id: int
+    account_id: int
+    name: str
+    public_key: str
+    active: bool
+    allowed_origins: list[str]
+    required_fields: list[str]
+    thank_you_url: str | None
+    created_at: datetime
+
+
+class IntegrationIn(_In):
+    """A new integration of one of the calling account's forms."""
+
+    form_id: int
+    name: str
+    connector: str
+    config: dict[str, Any]
+    expectations: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+    realtime: bool = False
+    realtime_budget: float = 3.0
+    static_ip_pool: str | None = None
+    active: bool = False
+
+
+class IntegrationPatch(_In):
+    """Changes to an integration; ``config`` replaces the whole config, secrets included."""
+
+    name: str | None = None
+    config: dict[str, Any] | None = None
+    expectations: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None
+    realtime: bool | None = None
+    realtime_budget: float | None = None
+    static_ip_pool: str | None = None
+
+
+class IntegrationOut(BaseModel):
+    """An integration, its config's secrets redacted."""
+
+    id: int
+    form_id: int
+    name: str
+    connector: str
+    config: dict[str, Any]
+    expectations: dict[str, Any] | None
+    retry: dict[str, Any] | None
+    static_ip_pool: str | None
+    realtime: bool
+    realtime_budget: float
+    active: bool
+    revision: int
+
+
+# -- leads, deliveries, replays --------------------------------------------------------
+
+
+class DeliveryOut(BaseModel):
+    """One delivery in a listing."""
+
+    id: int
+    lead_id: int
+    form_id: int
+    integration_id: int
+    state: str
+    attempts: int
+    next_due_at: datetime | None
+    last_outcome: str | None
+    last_reason: str | None
+    crm_reference: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    """A page of deliveries, newest first; ``next_cursor`` fetches the next (null: last)."""
+
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class LeadOut(BaseModel):
+    """A lead as received, with each of its deliveries."""
+
+    id: int
+    form_id: int
+    source: str
+    external_id: str | None
+    received_at: datetime
+    payload: dict[str, Any]
+    deliveries: list[DeliveryOut]
+
+
+class ReplayIn(_In):
+    """Which failed deliveries of the calling account to send again."""
+
+    integration_id: int | None = None
+    form_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    reason: str | None = None
+    outcome: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    dry_run: bool = False
+
+
+class ReplayOut(BaseModel):
+    """What a replay chose; for a dry run, what each delivery would send."""
+
+    dry_run: bool
+    count: int
+    delivery_ids: list[int]
+    previews: list[dict[str, Any]]
+
+
+# -- intake ------------------------------------------------------------------------------
+
+
+class DeliveryResult(BaseModel):
+    """Where one delivery of a posted lead stands in the answer."""
+
+    delivery_id: int
+    integration_id: int | None
+    state: str
+    outcome: str | None = None
+    crm_reference: str | None = None
+    reason: str | None = None
+
+
+class PostedLead(BaseModel):
+    """The answer for one lead: its id and one entry per delivery."""
+
+    lead_id: int
+    external_id: str | None = None
+    duplicate: bool = False
+    deliveries: list[DeliveryResult]
+
+
+class PostedBatch(BaseModel):
+    """The answer for a batch: one entry per lead, in the order posted."""
+
+    leads: list[PostedLead]
+
+
+class ExternalLeadIn(_In):
+    """One lead from an external system."""
+
+    fields: dict[str, Any]
+    external_id: str | None = None
+    source: str | None = Field(
+        default=None, description="external (the default), or another known source name"
+    )
+
+
+class ExternalLeadOnly(_In):
+    """One lead of a batch."""
+
+    fields: dict[str, Any]
+    external_id: str | None = None
+
+
+class ExternalBatchIn(_In):
+    """Several leads (at most 500) from an external system, stored all or none."""
+
+    leads: list[ExternalLeadOnly] = Field(min_length=1)
+    source: str | None = None
+
+
+def _shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "leads" in value else "one"
+
+
+ExternalPostIn = Annotated[
+    Annotated[ExternalLeadIn, Tag("one")] | Annotated[ExternalBatchIn, Tag("batch")],
+    Discriminator(_shape),
+]
