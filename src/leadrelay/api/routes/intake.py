@@ -70,6 +70,7 @@ _FORM_BODY = {
 def post_external(
     form_id: int,
     body: ExternalPostIn,
+    request: Request,
     engine: Engine,
     account: Account,
     idempotency_key: Annotated[str | None, Header(
@@ -91,6 +92,8 @@ def post_external(
         form_id, leads, scope=account, source=source, idempotency_key=idempotency_key,
         fingerprint=request_hash(form_id, body.model_dump()), batch=batch,
     )
+    if posted.accepted:
+        request.app.state.metrics.lead_received(source or "external", len(posted.accepted))
     headers = {"Idempotent-Replayed": "true"} if posted.replayed else None
     return JSONResponse(posted.body, status_code=posted.status, headers=headers)
 
@@ -124,6 +127,7 @@ async def post_to_form(form_key: str, request: Request, engine: Engine) -> Respo
             form = await _form_or_none(engine, form_key)
         return _with_cors(error_response(exc), form, origin)
     assert form is not None
+    request.app.state.metrics.lead_received("form")
     if urlencoded and form.thank_you_url and "text/html" in request.headers.get("accept", ""):
         return _with_cors(RedirectResponse(form.thank_you_url, status_code=303), form, origin)
     return _with_cors(JSONResponse(posted.body, status_code=posted.status), form, origin)
