@@ -310,8 +310,11 @@ def test_what_a_batch_sent_before_it_was_interrupted_is_recorded(
 
     # The first was sent and is recorded: it will not be sent again.
     assert _state(app, ids[0]) == ("delivered", 1) and len(httpserver.log) == 1
-    # The others were never sent; their lease runs out and the sweeper gives them back.
-    assert [_state(app, d) for d in ids[1:]] == [("sending", 0), ("sending", 0)]
+    # The one interrupted stays claimed, its attempt on record as being sent: its lease
+    # runs out and the sweeper marks it in doubt. The last was never begun: given back.
+    assert [_state(app, d) for d in ids[1:]] == [("sending", 0), ("pending", 0)]
+    assert [a["outcome"] for a in app.inspect(ids[1])["attempts"]] == ["sending"]
+    assert app.inspect(ids[2])["attempts"] == []
 
 
 def test_a_kind_of_write_has_one_writer(app: Leadrelay) -> None:

@@ -68,7 +68,7 @@ def test_dramatiq_never_retries_on_its_own(
 
     # When one delivery fails through the broker
     delivery_id = broker_app.submit(form_id, LEAD).delivery_ids[0]
-    wait_for(lambda: broker_app.inspect(delivery_id)["attempts"])
+    wait_for(lambda: broker_app.inspect(delivery_id)["delivery"]["attempts"])
     time.sleep(0.3)  # give a (wrong) broker-level retry the chance to show itself
 
     # Then exactly one attempt was made and recorded; the next waits for the engine's due time

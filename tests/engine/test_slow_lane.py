@@ -54,7 +54,7 @@ def test_a_hanging_crm_goes_to_the_slow_lane_and_healthy_deliveries_go_on(
         # Given two worker threads and a first lead whose hanging delivery marks its CRM slow
         app.start_worker(threads=2)
         first = app.submit(form.id, LEAD).delivery_ids
-        wait_for(lambda: app.inspect(first[1])["attempts"])
+        wait_for(lambda: app.inspect(first[1])["delivery"]["attempts"])
         assert app.inspect(first[1])["delivery"]["state"] == "pending"
 
         # When more leads arrive than there are threads

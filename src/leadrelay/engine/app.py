@@ -17,7 +17,7 @@ import dramatiq
 from sqlalchemy import select
 
 from .apikeys import ApiKeys
-from .broker import QUEUE, SLOW_QUEUE, Dispatcher, make_broker
+from .broker import QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
 from .intake import Accepted, Intake, LeadIn
@@ -181,7 +181,7 @@ class Leadrelay:
         if self._worker is None:
             count = threads or self.settings.worker_threads
             self._worker = dramatiq.Worker(
-                self.broker, queues={QUEUE}, worker_threads=count, worker_timeout=100
+                self.broker, queues={QUEUE, RETRY_QUEUE}, worker_threads=count, worker_timeout=100
             )
             self._slow_worker = dramatiq.Worker(
                 self.broker, queues={SLOW_QUEUE}, worker_threads=count, worker_timeout=100
@@ -217,6 +217,7 @@ class Leadrelay:
         self.dispatcher.announcer.flush()
         if isinstance(self.broker, StubBroker):
             self.broker.join(QUEUE, timeout=int(timeout * 1000))
+            self.broker.join(RETRY_QUEUE, timeout=int(timeout * 1000))
             self.broker.join(SLOW_QUEUE, timeout=int(timeout * 1000))
             if self._worker is not None:
                 self._worker.join()

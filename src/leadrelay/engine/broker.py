@@ -28,6 +28,12 @@ ACTOR = "leadrelay.deliver"
 #: they never hold the threads healthy integrations need (docs/benchmarks.md, isolation).
 SLOW_QUEUE = "deliveries_slow"
 SLOW_ACTOR = "leadrelay.deliver_slow"
+#: Retries, due later: on a queue of their own, consumed by the same workers, so that a
+#: retry coming due waits behind the few messages a worker has prefetched, not behind a
+#: backlog of new leads (a delayed message is put back at the end of its own queue).
+#: Same priority as new leads: neither lane starves the other.
+RETRY_QUEUE = "deliveries_retry"
+RETRY_ACTOR = "leadrelay.deliver_retry"
 
 
 def _middleware() -> list[Middleware]:
@@ -71,6 +77,10 @@ class Dispatcher:
         self.actor = register(self._deliver)
         register_slow = dramatiq.actor(actor_name=SLOW_ACTOR, queue_name=SLOW_QUEUE, broker=broker)
         self.slow_actor = register_slow(self._deliver_slow)
+        register_retry = dramatiq.actor(
+            actor_name=RETRY_ACTOR, queue_name=RETRY_QUEUE, broker=broker
+        )
+        self.retry_actor = register_retry(self._deliver)
         self.announcer = Announcer(self._send, window=window)
 
     def announce(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
@@ -80,12 +90,15 @@ class Dispatcher:
     def enqueue(
         self, delivery_id: int, *, at: datetime | None = None, integration_id: int | None = None
     ) -> None:
-        """Ask a worker to run ``delivery_id`` now, or not before ``at``, in its own message."""
-        delay = None
-        if at is not None:
-            ms = int((at - self.clock.now()).total_seconds() * 1000)
-            delay = ms if ms > 0 else None
-        self.actor.send_with_options(args=([delivery_id], integration_id), delay=delay)
+        """Ask a worker to run ``delivery_id`` now, or — a retry — not before ``at``, on the
+        retry lane, in its own message."""
+        if at is None:
+            self.actor.send([delivery_id], integration_id)
+            return
+        ms = int((at - self.clock.now()).total_seconds() * 1000)
+        self.retry_actor.send_with_options(
+            args=([delivery_id], integration_id), delay=ms if ms > 0 else None
+        )
 
     def _send(self, integration_id: int | None, delivery_ids: list[int]) -> None:
         self.actor.send(delivery_ids, integration_id)
@@ -125,7 +138,12 @@ class Dispatcher:
     def after(self, results: Iterable[AttemptResult | None]) -> None:
         """Schedule the next attempt of deliveries that will be retried."""
         for result in results:
-            if result is not None and result.state is DeliveryState.PENDING and result.next_due_at:
+            if (
+                result is not None
+                and result.state is DeliveryState.PENDING
+                and result.next_due_at
+                and not result.stale  # the current claim's sender schedules it
+            ):
                 self.enqueue(
                     result.delivery_id, at=result.next_due_at, integration_id=result.integration_id
                 )

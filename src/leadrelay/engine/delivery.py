@@ -19,11 +19,11 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
 
 from .clock import Clock
 from .connector import LeadEnvelope
@@ -35,10 +35,20 @@ from .errors import (
     ThrottledError,
     TransientError,
 )
-from .ledger import Attempt, Delivery, DeliveryState, Integration, Lead, Ledger
+from .ledger import (
+    SENDING,
+    Attempt,
+    AttemptLane,
+    Delivery,
+    DeliveryState,
+    Integration,
+    Lead,
+    Ledger,
+)
 from .outcome import Outcome, RuleTrace, Verdict
 from .retry import next_due
 from .runtime import IntegrationRuntime, RuntimeCache
+from .wire import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,12 @@ BATCH_SECONDS = 0.05
 #: Batch size for an integration with no attempt seen yet in this process.
 FIRST_BATCH = 4
 MAX_BATCH = 64
+#: How long the record of attempts already sent is retried through a database outage.
+RECORD_PATIENCE = 300.0
+#: Attempts in a row that may end without a recorded outcome (the sender died or lost
+#: its lease) before the delivery is parked in the failed collection: a lead that kills
+#: the worker sending it must not be resent forever.
+MAX_IN_DOUBT = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,9 @@ class AttemptResult:
     next_due_at: datetime | None = None
     crm_reference: str | None = None
     integration_id: int | None = None
+    #: The claim had been taken back before the outcome was recorded (the lease ran
+    #: out): the attempt is kept for audit and the delivery's state was not changed.
+    stale: bool = False
 
 
 class _Delivery(NamedTuple):
@@ -74,9 +93,13 @@ class _Delivery(NamedTuple):
 
     id: int
     attempts_count: int
+    #: This attempt's number: the claim counted it already.
     total_attempts: int
     idempotency_key: str
     crm_reference: str | None
+    #: The claim this attempt is sent under: only it may record the outcome.
+    claims: int
+    in_doubt: int
 
 
 class _Lead(NamedTuple):
@@ -94,13 +117,16 @@ _Claimed = tuple[_Delivery, _Lead, Integration]
 
 
 class _Claim(NamedTuple):
-    """Claim those of these deliveries that are pending and due."""
+    """Claim those of these deliveries that are pending and due, and write the intent
+    (an attempt row in state ``sending``) of each before anything is sent."""
 
     delivery_ids: tuple[int, ...]
+    lane: str = AttemptLane.WORKER.value
 
 
 class _Record(NamedTuple):
-    """Insert these attempts and move their deliveries to their next states."""
+    """Settle these attempts and move their deliveries to their next states, each only
+    if its claim is still the current one."""
 
     attempts: list[dict[str, Any]]
     finishes: list[dict[str, Any]]
@@ -109,16 +135,23 @@ class _Record(NamedTuple):
 class _Release(NamedTuple):
     """Give back these claimed deliveries, unsent, to be announced again."""
 
-    delivery_ids: tuple[int, ...]
+    claimed: tuple[_Delivery, ...]
 
 
 class DeliveryRunner:
     """Runs delivery attempts against the ledger and the connectors."""
 
     def __init__(
-        self, ledger: Ledger, runtimes: RuntimeCache, clock: Clock, *, lease_seconds: float = 120
+        self,
+        ledger: Ledger,
+        runtimes: RuntimeCache,
+        clock: Clock,
+        *,
+        lease_seconds: float = 120,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.ledger = ledger
+        self.sleep = sleep
         self.runtimes = runtimes
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
@@ -137,9 +170,11 @@ class DeliveryRunner:
         self.writes.handle(_Release, self._write_releases)
         self.writes.handle(_Claim, self._write_claims)
 
-    def run(self, delivery_id: int) -> AttemptResult | None:
+    def run(
+        self, delivery_id: int, *, lane: str = AttemptLane.WORKER.value
+    ) -> AttemptResult | None:
         """One attempt, if the delivery is due and unclaimed; None when there was nothing to do."""
-        results = self.run_batch([delivery_id])
+        results = self.run_batch([delivery_id], lane=lane)
         return results[0] if results else None
 
     def run_batch(
@@ -147,48 +182,91 @@ class DeliveryRunner:
         delivery_ids: Sequence[int],
         *,
         spill: Callable[[list[int]], None] | None = None,
+        lane: str = AttemptLane.WORKER.value,
     ) -> list[AttemptResult]:
         """One attempt of each of ``delivery_ids`` that is due and unclaimed, in turn.
 
-        The batch is claimed in one transaction and its attempts recorded in one, so a
-        message of many deliveries costs about the ledger work of one. With ``spill``,
-        the batch gives back what it should not hold on to: deliveries of an integration
-        that turned slow meanwhile (for the slow lane), and everything left once half
-        the lease is gone (so nothing is sent on a lease about to expire). Those are
-        released unsent and handed to ``spill``.
+        The batch is claimed in one transaction — which also writes each attempt's row,
+        in state ``sending``, before any request leaves — and its attempts recorded in
+        one. So a message of many deliveries costs about the ledger work of one. With
+        ``spill``, the batch gives back what it should not hold on to: deliveries of an
+        integration that turned slow meanwhile (for the slow lane), and everything left
+        once half the lease is gone (so nothing is sent on a lease about to expire: an
+        attempt ends by its deadline, which the settings keep below half the lease).
+        Those are released unsent and handed to ``spill``.
         """
         claimed_at = self.clock.now()
-        claimed: list[_Claimed] = self.writes(_Claim(tuple(delivery_ids)))
+        claimed: list[_Claimed] = self.writes(_Claim(tuple(delivery_ids), lane))
         results: list[AttemptResult] = []
         records = _Record([], [])
-        released: list[int] = []
+        unsent: list[_Delivery] = []
+        spilled: list[int] = []
+        stale: set[int] = set()
         try:
-            for delivery, lead, integration in claimed:
+            for index, (delivery, lead, integration) in enumerate(claimed):
                 if spill is not None and (
                     self.slow(integration.id) or self.clock.now() - claimed_at > self.lease / 2
                 ):
-                    released.append(delivery.id)
+                    unsent.append(delivery)
+                    spilled.append(delivery.id)
                     continue
-                results.append(self._attempt(delivery, lead, integration, records))
+                try:
+                    results.append(self._attempt(delivery, lead, integration, records))
+                except BaseException:
+                    # Interrupted (a time limit, shutdown): the rest was never sent.
+                    unsent.extend(d for d, _, _ in claimed[index + 1 :])
+                    raise
         finally:
-            # Even when interrupted (a time limit, a bug): what was sent is recorded, so
-            # it is not sent again when the lease of the rest runs out.
+            # Even when interrupted: what was sent is recorded, so it is not sent again
+            # when the lease of the rest runs out; what was not sent is given back, so
+            # it is not taken for an attempt in doubt.
             if records.attempts:
-                self.writes(records)
-        if released:
-            self.writes(_Release(tuple(released)))
+                stale = self._write_durably(records)
+            if unsent:
+                self.writes(_Release(tuple(unsent)))
+        if stale:
+            results = [replace(r, stale=True) if r.delivery_id in stale else r for r in results]
+        if spilled:
             assert spill is not None
-            spill(released)
+            spill(spilled)
         for result in results:
             log.info(
-                "delivery %s attempt %s: %s%s (%s)",
+                "delivery %s attempt %s: %s%s%s (%s)",
                 result.delivery_id,
                 result.attempt,
                 result.outcome.value,
                 f", next at {result.next_due_at.isoformat()}" if result.next_due_at else "",
+                ", stale claim: nothing changed" if result.stale else "",
                 result.reason,
             )
         return results
+
+    def _write_durably(self, records: _Record) -> set[int]:
+        """Write what was sent, retrying through a database outage.
+
+        The CRM has answered: dropping this write would leave no trace of the send, and
+        the lease would then resend it. So it is retried, backing off, until it lands or
+        :data:`RECORD_PATIENCE` has passed — by then the lease is long gone, the sweeper
+        has marked the attempt in doubt, and the record, if it lands later still, is kept
+        as stale.
+        """
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                stale: set[int] = self.writes(records)
+                return stale
+            except Exception as exc:
+                if waited >= RECORD_PATIENCE:
+                    log.error(
+                        "could not record %d attempt(s) after %.0f s: %s",
+                        len(records.attempts), waited, exc,
+                    )
+                    raise
+                log.warning("recording %d attempt(s) failed, retrying: %s",
+                            len(records.attempts), exc)
+                self.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
 
     def _attempt(
         self, delivery: _Delivery, lead: _Lead, integration: Integration, records: _Record
@@ -315,31 +393,37 @@ class DeliveryRunner:
                 else now + timedelta(minutes=5)
             )
             state = DeliveryState.PENDING if due is not None else DeliveryState.NOT_INTEGRATED
+        reason = safe_text(verdict.reason)
         records.attempts.append(
             {
-                "delivery_id": delivery.id,
-                "number": delivery.total_attempts + 1,
+                "a_delivery_id": delivery.id,
+                "a_number": delivery.total_attempts,
+                "a_claim": delivery.claims,
                 "started_at": started_at,
                 "duration_ms": round(duration_ms, 3),
                 "outcome": verdict.outcome.value,
-                "reason": verdict.reason,
-                "decided_by": verdict.decided_by[:200],
+                "reason": reason,
+                "decided_by": safe_text(verdict.decided_by[:200]),
                 "exchanges": exchanges,
-                "trace": verdict.trace_dicts(),
+                "trace": _safe_json(verdict.trace_dicts()),
                 "proxy": proxy,
             }
         )
         records.finishes.append(
             {
                 "delivery_id": delivery.id,
+                "claim": delivery.claims,
                 "new_state": state.value,
                 "new_attempts_count": attempt_no,
-                "new_total_attempts": delivery.total_attempts + 1,
                 "new_next_due_at": due,
                 "new_queued_for": due,
                 "new_last_outcome": verdict.outcome.value,
-                "new_last_reason": verdict.reason,
-                "new_crm_reference": verdict.crm_reference or delivery.crm_reference,
+                "new_last_reason": reason,
+                "new_crm_reference": (
+                    safe_text(verdict.crm_reference[:500])
+                    if verdict.crm_reference
+                    else delivery.crm_reference
+                ),
                 "new_finished_at": None if state is DeliveryState.PENDING else now,
             }
         )
@@ -357,16 +441,30 @@ class DeliveryRunner:
     # Rows are written in delivery-id order, so that two processes' transactions over
     # the same rows (duplicate messages) lock them in the same order.
 
-    def _write_records(self, conn: Any, ops: list[_Record]) -> list[None]:
-        attempts = sorted((a for op in ops for a in op.attempts), key=_by_delivery)
+    def _write_records(self, conn: Any, ops: list[_Record]) -> list[set[int]]:
+        """Each op's attempts settled and deliveries moved; per op, the deliveries whose
+        claim had been taken back (stale: their attempt is kept, their state untouched)."""
         finishes = sorted((f for op in ops for f in op.finishes), key=_by_delivery)
-        conn.execute(_INSERT_ATTEMPT, attempts)
-        conn.execute(_FINISH, finishes)
-        return [None] * len(ops)
+        attempts = sorted((a for op in ops for a in op.attempts), key=_by_attempt)
+        moved = conn.execute(_FINISH, finishes).rowcount
+        conn.execute(_SETTLE, attempts)
+        if moved == len(finishes):  # the usual case: every claim was still current
+            return [set() for _ in ops]
+        claims = {f["delivery_id"]: f["claim"] for f in finishes}
+        stale = {
+            delivery_id
+            for delivery_id, current, state in conn.execute(_CLAIMS, {"ids": list(claims)})
+            if current != claims[delivery_id] or state == DeliveryState.SENDING.value
+        }
+        return [{f["delivery_id"] for f in op.finishes} & stale for op in ops]
 
     def _write_releases(self, conn: Any, ops: list[_Release]) -> list[None]:
-        released = sorted(i for op in ops for i in op.delivery_ids)
-        conn.execute(_RELEASE, {"ids": released, "now": self.clock.now()})
+        released = sorted((d for op in ops for d in op.claimed), key=lambda d: d.id)
+        rows = [
+            {"r_id": d.id, "r_claim": d.claims, "r_number": d.total_attempts} for d in released
+        ]
+        conn.execute(_UNDO_INTENT, rows)
+        conn.execute(_RELEASE, [{**r, "now": self.clock.now()} for r in rows])
         return [None] * len(ops)
 
     def _write_claims(self, conn: Any, ops: list[_Claim]) -> list[list[_Claimed]]:
@@ -382,10 +480,36 @@ class DeliveryRunner:
                 claimed[delivery.id] = (delivery, lead, integration)
         # In the order asked; a delivery asked for twice (a duplicate message) goes to
         # the first asking.
-        return [
+        mine = [
             [c for c in map(claimed.pop, op.delivery_ids, itertools.repeat(None)) if c is not None]
             for op in ops
         ]
+        # The intent of every attempt, in the claim's transaction: from here on a crash
+        # leaves an attempt on record, never a send nobody knows about.
+        intents: list[dict[str, Any]] = [
+            {
+                "delivery_id": d.id,
+                "number": d.total_attempts,
+                "started_at": now,
+                "duration_ms": 0.0,
+                "outcome": SENDING,
+                "reason": "",
+                "decided_by": "",
+                "exchanges": [],
+                "trace": [],
+                "claim": d.claims,
+                "stale": False,
+                "lane": op.lane,
+                "resend_of": d.total_attempts - 1 if d.in_doubt else None,
+                "revision": integration.revision,
+                "idempotency_key": d.idempotency_key,
+            }
+            for op, batch in zip(ops, mine, strict=True)
+            for d, _, integration in batch
+        ]
+        if intents:
+            conn.execute(_INSERT_ATTEMPT, sorted(intents, key=_by_delivery))
+        return mine
 
     def _integration(self, conn: Any, integration_id: int, revision: int) -> Integration:
         """The integration as a detached row, fetched again only when its revision changed."""
@@ -403,7 +527,8 @@ _D = cast(Table, Delivery.__table__)
 _L = cast(Table, Lead.__table__)
 _I = cast(Table, Integration.__table__)
 
-#: Those of some deliveries that are pending and due → sending, with a lease; their ids.
+#: Those of some deliveries that are pending and due → sending, with a lease, under the
+#: next claim number, counting the attempt about to be made; their ids.
 #: Bound: ids, now, lease.
 _CLAIM = (
     update(_D)
@@ -412,7 +537,12 @@ _CLAIM = (
         _D.c.state == DeliveryState.PENDING.value,
         _D.c.next_due_at <= bindparam("now", type_=_D.c.next_due_at.type),
     )
-    .values(state=DeliveryState.SENDING.value, lease_until=bindparam("lease"))
+    .values(
+        state=DeliveryState.SENDING.value,
+        lease_until=bindparam("lease"),
+        claims=_D.c.claims + 1,
+        total_attempts=_D.c.total_attempts + 1,
+    )
     .returning(_D.c.id)
 )
 _DELIVERY_COLUMNS = _Delivery._fields
@@ -430,45 +560,108 @@ _LOAD = (
     .select_from(_D.join(_L, _L.c.id == _D.c.lead_id).join(_I, _I.c.id == _D.c.integration_id))
     .where(_D.c.id.in_(bindparam("ids", expanding=True)))
 )
-#: Claimed deliveries given back unsent, announced again now. Bound: ids, now.
+_A = cast(Table, Attempt.__table__)
+#: A claimed delivery given back unsent, under its claim, announced again now; its
+#: attempt was never made. Bound: r_id, r_claim, now.
 _RELEASE = (
     update(_D)
     .where(
-        _D.c.id.in_(bindparam("ids", expanding=True)),
+        _D.c.id == bindparam("r_id"),
         _D.c.state == DeliveryState.SENDING.value,
+        _D.c.claims == bindparam("r_claim"),
     )
     .values(
         state=DeliveryState.PENDING.value,
         lease_until=None,
+        total_attempts=_D.c.total_attempts - 1,
         queued_for=bindparam("now", type_=_D.c.queued_for.type),
     )
+)
+#: The intent of an attempt that was never made. Bound: r_id, r_claim, r_number.
+_UNDO_INTENT = delete(_A).where(
+    _A.c.delivery_id == bindparam("r_id"),
+    _A.c.number == bindparam("r_number"),
+    _A.c.claim == bindparam("r_claim"),
+    _A.c.outcome == SENDING,
 )
 #: The integration of a delivery. Bound: delivery_id.
 _INTEGRATION_OF = select(_D.c.integration_id).where(_D.c.id == bindparam("delivery_id"))
 #: An integration's whole row. Bound: integration_id.
 _INTEGRATION = select(*_I.columns).where(_I.c.id == bindparam("integration_id"))
-_INSERT_ATTEMPT = insert(cast(Table, Attempt.__table__))
-#: The delivery's state after an attempt. Bound: delivery_id and each ``new_*`` value.
+_INSERT_ATTEMPT = insert(_A)
+#: The delivery's state after an attempt, only under the claim it was sent with (a
+#: sender whose lease ran out and was taken back changes nothing).
+#: Bound: delivery_id, claim and each ``new_*`` value.
 _FINISH = (
     update(_D)
-    .where(_D.c.id == bindparam("delivery_id"))
+    .where(
+        _D.c.id == bindparam("delivery_id"),
+        _D.c.state == DeliveryState.SENDING.value,
+        _D.c.claims == bindparam("claim"),
+    )
     .values(
         state=bindparam("new_state"),
         attempts_count=bindparam("new_attempts_count"),
-        total_attempts=bindparam("new_total_attempts"),
         next_due_at=bindparam("new_next_due_at"),
         queued_for=bindparam("new_queued_for"),
         lease_until=None,
+        in_doubt=0,
         last_outcome=bindparam("new_last_outcome"),
         last_reason=bindparam("new_last_reason"),
         crm_reference=bindparam("new_crm_reference"),
         finished_at=bindparam("new_finished_at"),
     )
 )
+#: An attempt's verdict on its intent row, after :data:`_FINISH` in the same transaction:
+#: stale unless that moved its delivery under the attempt's claim.
+#: Bound: a_delivery_id, a_number, a_claim and the verdict's columns.
+_SETTLE = (
+    update(_A)
+    .where(
+        _A.c.delivery_id == bindparam("a_delivery_id"),
+        _A.c.number == bindparam("a_number"),
+        _A.c.claim == bindparam("a_claim"),
+    )
+    .values(
+        started_at=bindparam("started_at", type_=_A.c.started_at.type),
+        duration_ms=bindparam("duration_ms"),
+        outcome=bindparam("outcome"),
+        reason=bindparam("reason"),
+        decided_by=bindparam("decided_by"),
+        exchanges=bindparam("exchanges", type_=_A.c.exchanges.type),
+        trace=bindparam("trace", type_=_A.c.trace.type),
+        proxy=bindparam("proxy"),
+        stale=~exists().where(
+            _D.c.id == bindparam("a_delivery_id"),
+            _D.c.claims == bindparam("a_claim"),
+            _D.c.state != DeliveryState.SENDING.value,
+        ),
+    )
+)
+#: Where some deliveries' claims stand. Bound: ids. Read only when a record moved fewer
+#: deliveries than it recorded attempts.
+_CLAIMS = select(_D.c.id, _D.c.claims, _D.c.state).where(
+    _D.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def _by_delivery(row: dict[str, Any]) -> Any:
     return row["delivery_id"]
+
+
+def _by_attempt(row: dict[str, Any]) -> Any:
+    return row["a_delivery_id"]
+
+
+def _safe_json(value: Any) -> Any:
+    """``value`` with every string made storable on every backend (see ``safe_text``)."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_text(str(k)): _safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe_json(v) for v in value]
+    return value
 
 
 def _slow_after(runtime: IntegrationRuntime) -> float:

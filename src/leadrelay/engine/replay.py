@@ -71,6 +71,7 @@ class Replayer:
                     .values(
                         state=DeliveryState.PENDING.value,
                         attempts_count=0,
+                        in_doubt=0,
                         next_due_at=now,
                         queued_for=now if queued else None,
                         finished_at=None,

@@ -203,6 +203,12 @@ def integration_object(
                 "reason": a.reason,
                 "decided_by": a.decided_by,
                 "proxy": a.proxy,
+                "lane": a.lane,
+                "claim": a.claim,
+                "stale": a.stale,
+                "resend_of": a.resend_of,
+                "revision": a.revision,
+                "idempotency_key": a.idempotency_key,
                 "trace": a.trace,
                 "exchanges": a.exchanges,
             }

@@ -1,8 +1,16 @@
 """The sweeper: finds in the ledger what the broker lost, and sends it again.
 
-It reclaims deliveries whose worker died mid-send (lease expired) and
-re-announces due deliveries whose message never came. Duplicated messages are
-harmless: a delivery is claimed by one conditional UPDATE.
+It reclaims deliveries whose sender's lease ran out (the worker died, hung or lost
+the database mid-send) and re-announces due deliveries whose message never came.
+Duplicated messages are harmless: a delivery is claimed by one conditional UPDATE.
+
+Reclaiming takes the claim back: the delivery gets the next claim number, so the old
+sender, should it come back, can record its attempt (kept, marked stale) but no longer
+move the delivery. Its attempt — written before the request left — is marked
+``in_doubt``: the CRM may or may not have the lead, and the resend, under the same
+idempotency key, names it. A delivery whose attempts keep ending in doubt (a lead that
+kills the worker sending it) is parked in the failed collection after
+:data:`~.delivery.MAX_IN_DOUBT` of them.
 """
 
 from __future__ import annotations
@@ -11,10 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 
 from .clock import Clock
-from .ledger import Delivery, DeliveryState, Ledger
+from .delivery import MAX_IN_DOUBT
+from .ledger import IN_DOUBT, SENDING, Attempt, Delivery, DeliveryState, Ledger
+
+#: The reason on an attempt whose sender never recorded an outcome.
+IN_DOUBT_REASON = (
+    "no outcome recorded: the sender's lease ran out while sending (worker died, hung or "
+    "lost the database); the CRM may have the lead, the resend uses the same idempotency key"
+)
+#: The reason of a delivery parked after too many attempts in doubt.
+PARKED_REASON = (
+    f"worker died while sending: {MAX_IN_DOUBT} attempts in a row ended without a "
+    "recorded outcome"
+)
 
 
 @dataclass(frozen=True)
@@ -47,12 +67,34 @@ class Sweeper:
         """One pass: reclaim expired leases, then enqueue what is due and not on its way."""
         now = self.clock.now()
         with self.ledger.session() as s:
+            expired = (
+                Delivery.state == DeliveryState.SENDING.value,
+                Delivery.lease_until < now,
+            )
+            s.execute(
+                update(Attempt)
+                .where(
+                    Attempt.outcome == SENDING,
+                    Attempt.delivery_id.in_(select(Delivery.id).where(*expired)),
+                )
+                .values(outcome=IN_DOUBT, reason=IN_DOUBT_REASON, decided_by="lease expired")
+                .execution_options(synchronize_session=False)
+            )
+            parked = Delivery.in_doubt + 1 >= MAX_IN_DOUBT
             reclaimed = s.execute(
                 update(Delivery)
-                .where(Delivery.state == DeliveryState.SENDING.value, Delivery.lease_until < now)
+                .where(*expired)
                 .values(
-                    state=DeliveryState.PENDING.value,
-                    next_due_at=now,
+                    state=case(
+                        (parked, DeliveryState.NOT_INTEGRATED.value),
+                        else_=DeliveryState.PENDING.value,
+                    ),
+                    next_due_at=case((parked, None), else_=now),
+                    finished_at=case((parked, now), else_=None),
+                    last_outcome=case((parked, IN_DOUBT), else_=Delivery.last_outcome),
+                    last_reason=case((parked, PARKED_REASON), else_=Delivery.last_reason),
+                    in_doubt=Delivery.in_doubt + 1,
+                    claims=Delivery.claims + 1,
                     queued_for=None,
                     lease_until=None,
                 )
