@@ -34,10 +34,11 @@ from .forwarder import Forwarder
 from .ledger_view import LedgerView, sqlalchemy_url
 from .processes import Deployment, Service
 
-#: The Redis database the fault suite's processes share. Not the one of
-#: ``LEADRELAY_TEST_REDIS_URL`` (which the CLI tests' workers consume): a CLI test running
-#: at the same time would otherwise take this suite's messages, or this suite theirs.
-FAULTS_REDIS_DB = int(os.environ.get("LEADRELAY_TEST_FAULTS_REDIS_DB", "14"))
+#: The Redis database the fault suite's processes share (on the server of
+#: ``LEADRELAY_TEST_REDIS_URL``). Neither the tests' own (15, whose CLI workers consume it)
+#: nor the benchmarks' (14): a run of either at the same time would otherwise take this
+#: suite's messages, or this suite theirs, and each flushes its database.
+FAULTS_REDIS_DB = int(os.environ.get("LEADRELAY_TEST_FAULTS_REDIS_DB", "13"))
 
 #: Connector timeouts of every process (``plugins.toml``): the attempt deadline is
 #: their sum, 1.5 s, so a lease of 4 s exceeds twice the deadline, as the settings require.
