@@ -25,6 +25,7 @@ from .ledger import Delivery, DeliveryState, Ledger
 from .management import Management
 from .plugins import Plugins
 from .posting import Posts
+from .realtime import RealtimeResult, RealtimeSender
 from .replay import Replayer, ReplayPlan
 from .report import (
     DeliveryFilter,
@@ -70,6 +71,11 @@ class Leadrelay:
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
         self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.announce)
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
+        self.realtime = RealtimeSender(
+            self.runner,
+            self.dispatcher.after,
+            lambda ids: self._enqueue((None, i) for i in ids),
+        )
         self.keys = ApiKeys(self.ledger, self.clock)
         self.posts = Posts(self)
         self._worker: dramatiq.Worker | None = None
@@ -80,20 +86,39 @@ class Leadrelay:
     # -- intake ---------------------------------------------------------------------
 
     def submit(
-        self, form_id: int, payload: Any, *, source: str = "form", external_id: str | None = None
+        self,
+        form_id: int,
+        payload: Any,
+        *,
+        source: str = "form",
+        external_id: str | None = None,
+        realtime: bool = False,
     ) -> Accepted:
-        """Accept one lead: durable with its deliveries before this returns, then enqueued."""
+        """Accept one lead: durable with its deliveries before this returns, then enqueued.
+
+        With ``realtime``, the deliveries of real-time integrations are left for the
+        caller to send with :meth:`deliver_realtime` (a lost caller's are sent by the
+        sweeper); the others are enqueued as usual.
+        """
         accepted = self.intake.accept(
             LeadIn(form_id, payload, source, external_id), queued=self._consumed_here
         )
-        self._enqueue(accepted.deliveries())
+        self._enqueue(_background(accepted, realtime))
         return accepted
 
-    def submit_many(self, leads: Sequence[LeadIn], *, integrate: bool = True) -> list[Accepted]:
-        """Accept several leads in one transaction (imports, batches)."""
+    def submit_many(
+        self, leads: Sequence[LeadIn], *, integrate: bool = True, realtime: bool = False
+    ) -> list[Accepted]:
+        """Accept several leads in one transaction (imports, batches); ``realtime`` as in
+        :meth:`submit`."""
         accepted = self.intake.accept_many(leads, integrate=integrate, queued=self._consumed_here)
-        self._enqueue(d for a in accepted for d in a.deliveries())
+        self._enqueue(d for a in accepted for d in _background(a, realtime))
         return accepted
+
+    def deliver_realtime(self, accepted: Accepted) -> list[RealtimeResult]:
+        """Send a lead's real-time deliveries now, concurrently, each waited for at most
+        its integration's budget; where each stands then (see :mod:`.realtime`)."""
+        return self.realtime.deliver(accepted)
 
     @property
     def _consumed_here(self) -> bool:
@@ -231,6 +256,7 @@ class Leadrelay:
             assert self._sweep_thread is not None
             self._sweep_thread.join()
             self._sweeping = self._sweep_thread = None
+        self.realtime.close()
         self.dispatcher.announcer.close()
         if self._worker is not None:
             self._worker.stop()
@@ -241,6 +267,16 @@ class Leadrelay:
         self.broker.close()
         self.runtimes.close()
         self.ledger.dispose()
+
+
+def _background(accepted: Accepted, realtime: bool) -> list[tuple[int | None, int]]:
+    """The deliveries of ``accepted`` the workers should be told about: all of them, or,
+    when the caller sends the real-time ones itself, the others."""
+    deliveries = accepted.deliveries()
+    if not (realtime and accepted.realtime):
+        return deliveries
+    held = {delivery_id for delivery_id, _ in accepted.realtime}
+    return [d for d in deliveries if d[1] not in held]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,141 @@
+"""Real-time delivery: a lead's real-time integrations, sent inside its submission.
+
+A visitor must never be left waiting on a CRM. Each real-time delivery is sent at once,
+concurrently with the others, through the same claim as every sender
+(:meth:`~.delivery.DeliveryRunner.run` on the ``realtime`` lane), and waited for at most
+its integration's ``realtime_budget``. At the budget the answer goes out with that
+delivery ``queued``: the attempt in flight is not abandoned — it holds the claim, ends
+by its deadline, is recorded, and a failure is retried in the background like any other
+(it was attempt 1 of the retry policy). No worker can send it meanwhile: the claim is
+the workers' claim. A delivery whose send never started within its budget (every
+real-time thread busy) is handed to the workers instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .delivery import AttemptResult, DeliveryRunner
+from .intake import Accepted
+from .ledger import AttemptLane, DeliveryState
+
+log = logging.getLogger(__name__)
+
+#: Real-time sends in flight at once per process; more wait for a thread, and are
+#: handed to the workers if none frees up within their budget.
+REALTIME_THREADS = 32
+
+
+@dataclass(frozen=True)
+class RealtimeResult:
+    """Where one real-time delivery stands when the submission is answered.
+
+    ``state`` is ``delivered`` or ``not_integrated`` when its attempt ended in budget
+    with that verdict, ``retrying`` when it ended in budget and failed (the retry is
+    scheduled), and ``queued`` when the budget ran out first: it goes on in the
+    background, under the same delivery and idempotency key.
+    """
+
+    delivery_id: int
+    state: str
+    finished: bool
+    outcome: str | None = None
+    crm_reference: str | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "delivery_id": self.delivery_id,
+            "state": self.state,
+            "finished": self.finished,
+            "outcome": self.outcome,
+            "crm_reference": self.crm_reference,
+            "reason": self.reason,
+        }
+
+
+class RealtimeSender:
+    """Sends real-time deliveries within their budgets, on threads of its own."""
+
+    def __init__(
+        self,
+        runner: DeliveryRunner,
+        after: Callable[[Iterable[AttemptResult | None]], None],
+        hand_off: Callable[[list[int]], None],
+        *,
+        threads: int = REALTIME_THREADS,
+    ) -> None:
+        self.runner = runner
+        self._after = after
+        self._hand_off = hand_off
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        #: Real-time deliveries answered ``queued`` because their budget ran out.
+        self.handed_off = 0
+
+    def deliver(self, accepted: Accepted) -> list[RealtimeResult]:
+        """Send ``accepted``'s real-time deliveries; each one's state at its budget."""
+        if not accepted.realtime:
+            return []
+        started = time.monotonic()
+        pool = self._executor()
+        running = [
+            (delivery_id, started + budget, pool.submit(self._send, delivery_id))
+            for delivery_id, budget in accepted.realtime
+        ]
+        return [self._wait(delivery_id, until, future) for delivery_id, until, future in running]
+
+    def close(self) -> None:
+        """Let sends in flight finish and record; stop the threads."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=False)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="realtime")
+            return self._pool
+
+    def _send(self, delivery_id: int) -> AttemptResult | None:
+        result = self.runner.run(delivery_id, lane=AttemptLane.REALTIME.value)
+        # Whether the visitor still waits or not: a failure's retry is scheduled now.
+        self._after([result])
+        return result
+
+    def _wait(
+        self, delivery_id: int, until: float, future: Future[AttemptResult | None]
+    ) -> RealtimeResult:
+        try:
+            result = future.result(timeout=max(0.0, until - time.monotonic()))
+        except TimeoutError:
+            if future.cancel():  # never started: the workers take it from here
+                self._hand_off([delivery_id])
+            self.handed_off += 1
+            return RealtimeResult(delivery_id, "queued", finished=False)
+        except Exception:
+            # The ledger failed under the send (the claim or the record): the lead is
+            # stored, and the sweeper sends it once the ledger is back.
+            log.exception("real-time delivery %s could not be sent", delivery_id)
+            return RealtimeResult(delivery_id, "queued", finished=False)
+        if result is None:  # somebody else holds the claim (a sweep): it is on its way
+            return RealtimeResult(delivery_id, "queued", finished=False)
+        state = (
+            "retrying" if result.state is DeliveryState.PENDING else result.state.value
+        )
+        return RealtimeResult(
+            delivery_id,
+            state,
+            finished=True,
+            outcome=result.outcome.value,
+            crm_reference=result.crm_reference,
+            reason=result.reason,
+        )
