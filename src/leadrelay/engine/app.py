@@ -67,7 +67,9 @@ class Leadrelay:
         self.runner = DeliveryRunner(
             self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
         )
-        self.broker = make_broker(self.settings.broker_url)
+        self.broker = make_broker(
+            self.settings.broker_url, lease_s=self.settings.lease_seconds
+        )
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
         self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.announce)
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)

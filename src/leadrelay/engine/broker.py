@@ -18,7 +18,7 @@ from dramatiq.middleware import Middleware, TimeLimit
 
 from .announcer import Announcer
 from .clock import Clock
-from .delivery import AttemptResult, DeliveryRunner
+from .delivery import RECORD_PATIENCE, AttemptResult, DeliveryRunner
 from .ledger import DeliveryState
 
 QUEUE = "deliveries"
@@ -36,21 +36,27 @@ RETRY_QUEUE = "deliveries_retry"
 RETRY_ACTOR = "leadrelay.deliver_retry"
 
 
-def _middleware() -> list[Middleware]:
+def _middleware(time_limit_s: float) -> list[Middleware]:
     # Of Dramatiq's default stack, only the time limit, a guard against a connector that
-    # ignores its timeouts. Retries is left out (see module docstring); age limits,
-    # callbacks, pipelines and shutdown notifications serve options the engine never
-    # sets, and each is a hook call before and after every message (docs/benchmarks.md).
-    return [TimeLimit(time_limit=15 * 60_000)]
+    # ignores its deadline: sends end within the lease of what they claimed (each attempt
+    # by its deadline, a batch starts none past half the lease), and recording them may
+    # then take RECORD_PATIENCE through a database outage; past both the sender is stale
+    # anyway (the sweeper has taken the claim back), so its thread is freed.
+    # Retries is left out (see module docstring); age limits, callbacks, pipelines and
+    # shutdown notifications serve options the engine never sets, and each is a hook
+    # call before and after every message (docs/benchmarks.md).
+    return [TimeLimit(time_limit=int(time_limit_s * 1000))]
 
 
-def make_broker(url: str | None) -> dramatiq.Broker:
-    """The in-process broker when ``url`` is None, else the Redis broker at ``url``."""
+def make_broker(url: str | None, *, lease_s: float = 120.0) -> dramatiq.Broker:
+    """The in-process broker when ``url`` is None, else the Redis broker at ``url``;
+    a message is interrupted after the lease and the record's patience."""
+    time_limit_s = lease_s + RECORD_PATIENCE
     if url is None:
-        return StubBroker(middleware=_middleware(), fail_fast_default=False)
+        return StubBroker(middleware=_middleware(time_limit_s), fail_fast_default=False)
     from dramatiq.brokers.redis import RedisBroker
 
-    return RedisBroker(url=url, middleware=_middleware())
+    return RedisBroker(url=url, middleware=_middleware(time_limit_s))
 
 
 class Dispatcher:
