@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadrelay.engine.errors import (
@@ -109,6 +109,11 @@ def _classify(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str] | Non
             413: ("too_large", str(exc.detail), "body"),
         }.get(exc.status_code, ("http_error", str(exc.detail), None))
         return exc.status_code, _detail(code, message, field), dict(exc.headers or {}) or None
+    if isinstance(exc, DataError):
+        # A value the database cannot hold (a NUL character on PostgreSQL, a number out
+        # of its range): bad input; the transaction was rolled back, nothing is stored.
+        return 422, _detail("invalid", "a value cannot be stored: it holds a NUL character "
+                            "or a number out of range"), None
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):

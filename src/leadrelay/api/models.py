@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+#: Ids are 64-bit signed in the ledger: larger ones cannot name anything.
+MAX_ID = 2**63 - 1
+#: An id in a path, a query, a body.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+IdField = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class _In(BaseModel):
@@ -43,7 +51,7 @@ class PlanIn(_In):
     """A new plan."""
 
     name: str
-    max_active_integrations: int
+    max_active_integrations: int = Field(ge=0, le=1_000_000)
 
 
 class PlanOut(BaseModel):
@@ -117,7 +125,7 @@ class FormOut(BaseModel):
 class IntegrationIn(_In):
     """A new integration of one of the calling account's forms."""
 
-    form_id: int
+    form_id: IdField
     name: str
     connector: str
     config: dict[str, Any]
@@ -145,7 +153,7 @@ class IntegrationOut(BaseModel):
     """An integration, its config's secrets redacted."""
 
     id: int
-    form_id: int
+    form_id: IdField
     name: str
     connector: str
     config: dict[str, Any]
@@ -200,13 +208,13 @@ class LeadOut(BaseModel):
 class ReplayIn(_In):
     """Which failed deliveries of the calling account to send again."""
 
-    integration_id: int | None = None
-    form_id: int | None = None
+    integration_id: IdField | None = None
+    form_id: IdField | None = None
     since: datetime | None = None
     until: datetime | None = None
     reason: str | None = None
     outcome: str | None = None
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
     dry_run: bool = False
 
 

@@ -15,7 +15,7 @@ from leadrelay.engine.ledger import Account as AccountRow
 
 from ..deps import Caller, Engine, Operator
 from ..errors import RESPONSES
-from ..models import AccountIn, AccountOut, KeyCreated, KeyIn, KeyOut, PlanIn, PlanOut
+from ..models import AccountIn, AccountOut, IdPath, KeyCreated, KeyIn, KeyOut, PlanIn, PlanOut
 
 router = APIRouter(tags=["accounts"], responses=RESPONSES)
 
@@ -35,14 +35,14 @@ def list_accounts(engine: Engine, caller: Caller) -> list[dict[str, Any]]:
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut)
-def show_account(account_id: int, engine: Engine, caller: Caller) -> dict[str, Any]:
+def show_account(account_id: IdPath, engine: Engine, caller: Caller) -> dict[str, Any]:
     """One account."""
     return _account(engine.manage.get_account(account_id, scope=caller.scope()))
 
 
 @router.post("/accounts/{account_id}/keys", status_code=status.HTTP_201_CREATED,
              response_model=KeyCreated)
-def create_key(account_id: int, body: KeyIn, engine: Engine, caller: Caller) -> dict[str, Any]:
+def create_key(account_id: IdPath, body: KeyIn, engine: Engine, caller: Caller) -> dict[str, Any]:
     """Make an API key for the account; the key is in this answer only."""
     _own(engine, account_id, caller)
     new = engine.keys.create(account_id, name=body.name)
@@ -50,14 +50,16 @@ def create_key(account_id: int, body: KeyIn, engine: Engine, caller: Caller) -> 
 
 
 @router.get("/accounts/{account_id}/keys", response_model=list[KeyOut])
-def list_keys(account_id: int, engine: Engine, caller: Caller) -> list[dict[str, Any]]:
+def list_keys(account_id: IdPath, engine: Engine, caller: Caller) -> list[dict[str, Any]]:
     """The account's keys, without their secrets."""
     _own(engine, account_id, caller)
     return engine.keys.keys(account_id)
 
 
 @router.delete("/accounts/{account_id}/keys/{key_id}", response_model=KeyOut)
-def revoke_key(account_id: int, key_id: int, engine: Engine, caller: Caller) -> dict[str, Any]:
+def revoke_key(
+    account_id: IdPath, key_id: IdPath, engine: Engine, caller: Caller
+) -> dict[str, Any]:
     """Revoke one of the account's keys: it stops working at once."""
     _own(engine, account_id, caller)
     return engine.keys.revoke(key_id, account_id=account_id)

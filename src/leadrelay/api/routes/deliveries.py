@@ -15,7 +15,7 @@ from leadrelay.engine.report import MAX_PAGE, DeliveryFilter
 
 from ..deps import Account, Engine
 from ..errors import RESPONSES
-from ..models import DeliveryPage, LeadOut, ReplayIn, ReplayOut
+from ..models import DeliveryPage, IdPath, IdQuery, LeadOut, ReplayIn, ReplayOut
 
 router = APIRouter(tags=["deliveries"], responses=RESPONSES)
 
@@ -28,7 +28,7 @@ _When = Annotated[
 
 
 @router.get("/leads/{lead_id}", response_model=LeadOut)
-def show_lead(lead_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def show_lead(lead_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """A lead as received, with every delivery's state."""
     return engine.lead(lead_id, scope=account)
 
@@ -38,8 +38,8 @@ def list_deliveries(
     engine: Engine,
     account: Account,
     state: str | None = None,
-    integration_id: int | None = None,
-    form_id: int | None = None,
+    integration_id: IdQuery = None,
+    form_id: IdQuery = None,
     since: _When = None,
     until: _When = None,
     reason: str | None = None,
@@ -59,8 +59,8 @@ def list_deliveries(
 def failed_collection(
     engine: Engine,
     account: Account,
-    integration_id: int | None = None,
-    form_id: int | None = None,
+    integration_id: IdQuery = None,
+    form_id: IdQuery = None,
     since: _When = None,
     until: _When = None,
     reason: str | None = None,
@@ -74,7 +74,7 @@ def failed_collection(
 
 
 @router.get("/deliveries/{delivery_id}")
-def show_delivery(delivery_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def show_delivery(delivery_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """The integration object: lead, integration (secrets redacted), every attempt with
     its rendered request, response and rule trace — what ``leadrelay inspect`` prints."""
     return engine.inspect(delivery_id, scope=account)

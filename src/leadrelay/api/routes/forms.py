@@ -10,7 +10,7 @@ from leadrelay.engine.forms import describe_form
 
 from ..deps import Account, Engine
 from ..errors import RESPONSES
-from ..models import FormIn, FormOut, FormPatch
+from ..models import FormIn, FormOut, FormPatch, IdPath
 
 router = APIRouter(prefix="/forms", tags=["forms"], responses=RESPONSES)
 
@@ -32,14 +32,14 @@ def list_forms(engine: Engine, account: Account) -> list[dict[str, Any]]:
 
 
 @router.get("/{form_id}", response_model=FormOut)
-def show_form(form_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def show_form(form_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """One form."""
     return describe_form(engine.manage.get_form(form_id, scope=account))
 
 
 @router.patch("/{form_id}", response_model=FormOut)
 def update_form(
-    form_id: int, body: FormPatch, engine: Engine, account: Account
+    form_id: IdPath, body: FormPatch, engine: Engine, account: Account
 ) -> dict[str, Any]:
     """Change a form's name, allowed origins, required fields, thank-you URL or state."""
     changes = body.model_dump(exclude_unset=True)
@@ -47,6 +47,6 @@ def update_form(
 
 
 @router.post("/{form_id}/rotate-key", response_model=FormOut)
-def rotate_key(form_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def rotate_key(form_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """Give the form a new public key; posts to the old one are refused from now on."""
     return describe_form(engine.manage.rotate_form_key(form_id, scope=account))

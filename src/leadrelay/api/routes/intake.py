@@ -26,7 +26,14 @@ from leadrelay.engine.posting import MAX_BATCH, ExternalLead, FormTarget, reques
 
 from ..deps import Account, Engine
 from ..errors import RESPONSES, ApiError, ErrorBody, error_response
-from ..models import ExternalBatchIn, ExternalLeadIn, ExternalPostIn, PostedBatch, PostedLead
+from ..models import (
+    ExternalBatchIn,
+    ExternalLeadIn,
+    ExternalPostIn,
+    IdPath,
+    PostedBatch,
+    PostedLead,
+)
 
 router = APIRouter(prefix="/forms", tags=["intake"])
 
@@ -68,7 +75,7 @@ _FORM_BODY = {
     response_model=None,
 )
 def post_external(
-    form_id: int,
+    form_id: IdPath,
     body: ExternalPostIn,
     request: Request,
     engine: Engine,

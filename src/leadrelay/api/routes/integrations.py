@@ -10,7 +10,7 @@ from leadrelay.engine.report import describe_integration
 
 from ..deps import Account, Engine
 from ..errors import RESPONSES, ErrorBody
-from ..models import IntegrationIn, IntegrationOut, IntegrationPatch
+from ..models import IdPath, IdQuery, IntegrationIn, IntegrationOut, IntegrationPatch
 
 router = APIRouter(prefix="/integrations", tags=["integrations"], responses=RESPONSES)
 _PLAN: dict[int | str, dict[str, Any]] = {
@@ -31,7 +31,7 @@ def create_integration(body: IntegrationIn, engine: Engine, account: Account) ->
 
 @router.get("", response_model=list[IntegrationOut])
 def list_integrations(
-    engine: Engine, account: Account, form_id: int | None = None
+    engine: Engine, account: Account, form_id: IdQuery = None
 ) -> list[dict[str, Any]]:
     """The account's integrations, or one form's."""
     return [describe_integration(i)
@@ -39,14 +39,14 @@ def list_integrations(
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)
-def show_integration(integration_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def show_integration(integration_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """One integration, its config's secrets redacted."""
     return describe_integration(engine.manage.get_integration(integration_id, scope=account))
 
 
 @router.patch("/{integration_id}", response_model=IntegrationOut)
 def update_integration(
-    integration_id: int, body: IntegrationPatch, engine: Engine, account: Account
+    integration_id: IdPath, body: IntegrationPatch, engine: Engine, account: Account
 ) -> dict[str, Any]:
     """Change an integration; workers use the change from its next delivery."""
     changes = body.model_dump(exclude_unset=True)
@@ -55,12 +55,12 @@ def update_integration(
 
 
 @router.post("/{integration_id}/activate", response_model=IntegrationOut, responses=_PLAN)
-def activate(integration_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def activate(integration_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """Switch the integration on; refused with 409 beyond the plan's cap."""
     return describe_integration(engine.manage.set_active(integration_id, True, scope=account))
 
 
 @router.post("/{integration_id}/deactivate", response_model=IntegrationOut)
-def deactivate(integration_id: int, engine: Engine, account: Account) -> dict[str, Any]:
+def deactivate(integration_id: IdPath, engine: Engine, account: Account) -> dict[str, Any]:
     """Switch the integration off: new leads no longer go to it."""
     return describe_integration(engine.manage.set_active(integration_id, False, scope=account))
