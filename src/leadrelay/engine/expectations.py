@@ -21,7 +21,6 @@ paths in :mod:`~leadrelay.engine.paths`; both are re-exported here.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -42,6 +41,7 @@ from .rules import (
     _xpath_result,
     builtin_rules,
 )
+from .safe_regex import compile_regex
 from .wire import CrmResponse
 
 __all__ = [
@@ -284,10 +284,11 @@ def _describe(rule: Rule) -> str:
 def _first_match(pattern: str | None, text: str | None) -> str | None:
     if text is None or pattern is None:
         return text
-    m = re.search(pattern, text)
+    regex = compile_regex(pattern)  # validated when the integration was saved
+    m = regex.search(text)
     if m is None:
         return None
-    return m.group(1) if m.re.groups else m.group(0)
+    return m.group(1) if regex.groups else m.group(0)
 
 
 def _config_error(field: str, message: str) -> ConfigError:

@@ -1,11 +1,15 @@
 """The retry policy: a pure function from (policy, attempt, outcome, Retry-After) to a due time.
 
 The engine — not the broker — decides when a failed delivery is tried again,
-and writes that time to the ledger.
+and writes that time to the ledger. Every wait is finite and at most
+:data:`MAX_DELAY`: a policy asking for more is refused when it is saved, and
+:func:`next_due` clamps whatever it is handed (a huge ``Retry-After``, a policy
+built in code), so computing a due time can never fail.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -16,27 +20,60 @@ from typing import Any
 from .errors import ConfigError
 from .outcome import Outcome
 
+#: The longest wait a retry policy may ask for, and the longest :func:`next_due` ever
+#: returns (30 days): a delivery waiting longer is better off in the failed collection.
+MAX_DELAY = 30 * 86400.0
+#: The most entries a policy's ``delays`` may list (one per retry at most).
+MAX_DELAYS = 100
+MAX_ATTEMPTS = 100
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def parse_duration(value: Any, *, field: str) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"2m"``, ``"1.5h"``; :class:`ConfigError` otherwise."""
+def parse_duration(value: Any, *, field: str, maximum: float | None = None) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"2m"``, ``"1.5h"``; :class:`ConfigError` otherwise.
+
+    A duration is a finite number of seconds, not negative, and at most ``maximum``
+    when one is given (``NaN``, ``Infinity`` and ``1e400`` are refused).
+    """
     if isinstance(value, bool):
         raise ConfigError(f"{field}: expected a duration like '2m', got {value!r}", field=field)
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     else:
         m = _DURATION.match(str(value))
         if not m:
             raise ConfigError(
-                f"{field}: expected a duration like '30s', '2m' or '1h', got {value!r}",
+                f"{field}: expected a duration like '30s', '2m' or '1h', got {_shown(value)}",
                 field=field,
             )
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{field}: a duration must be a finite number of seconds", field=field)
     if seconds < 0:
         raise ConfigError(f"{field}: a duration cannot be negative", field=field)
+    if maximum is not None and seconds > maximum:
+        raise ConfigError(
+            f"{field}: at most {_human(maximum)}, got {_human(seconds)}", field=field
+        )
     return seconds
+
+
+def _human(seconds: float) -> str:
+    """``30d``, ``6h``, ``90s``: the largest whole unit, else seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:.10g}s"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -72,9 +109,9 @@ class RetryPolicy:
         kwargs: dict[str, Any] = {}
         if "max_attempts" in raw:
             n = raw["max_attempts"]
-            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100:
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ATTEMPTS:
                 raise ConfigError(
-                    f"{prefix}.max_attempts: must be an integer from 1 to 100",
+                    f"{prefix}.max_attempts: must be an integer from 1 to {MAX_ATTEMPTS}",
                     field=f"{prefix}.max_attempts",
                 )
             kwargs["max_attempts"] = n
@@ -85,15 +122,23 @@ class RetryPolicy:
                     f"{prefix}.delays: must be a non-empty list like ['2m', '5m']",
                     field=f"{prefix}.delays",
                 )
+            if len(delays) > MAX_DELAYS:
+                raise ConfigError(
+                    f"{prefix}.delays: at most {MAX_DELAYS} delays, got {len(delays)}",
+                    field=f"{prefix}.delays",
+                )
             kwargs["delays"] = tuple(
-                parse_duration(d, field=f"{prefix}.delays[{i}]") for i, d in enumerate(delays)
+                parse_duration(d, field=f"{prefix}.delays[{i}]", maximum=MAX_DELAY)
+                for i, d in enumerate(delays)
             )
         for key in ("floor", "max_retry_after"):
             if key in raw:
-                kwargs[key] = parse_duration(raw[key], field=f"{prefix}.{key}")
+                kwargs[key] = parse_duration(
+                    raw[key], field=f"{prefix}.{key}", maximum=MAX_DELAY
+                )
         if "jitter" in raw:
             j = raw["jitter"]
-            if not isinstance(j, int | float) or not 0 <= j <= 1:
+            if isinstance(j, bool) or not isinstance(j, int | float) or not 0 <= j <= 1:
                 raise ConfigError(
                     f"{prefix}.jitter: must be between 0 and 1", field=f"{prefix}.jitter"
                 )
@@ -133,18 +178,36 @@ def next_due(
     An accepted outcome never retries; a rejection retries only when the policy
     says so. A throttled delivery waits at least ``floor``; throttled, transient
     and proxy failures wait at least the CRM's ``Retry-After`` (clamped to
-    ``max_retry_after``).
+    ``max_retry_after``). The wait, jitter included, is never more than
+    :data:`MAX_DELAY`, and this never raises: out-of-range values are clamped
+    (a ``NaN`` counts as the longest wait, the safe side for a CRM).
     """
     if outcome is Outcome.ACCEPTED or attempt >= policy.max_attempts:
         return None
     if outcome is Outcome.REJECTED and not policy.retry_rejected:
         return None
-    delay = policy.delays[min(attempt - 1, len(policy.delays) - 1)]
+    delays = policy.delays or (0.0,)
+    delay = _bounded(delays[max(0, min(attempt - 1, len(delays) - 1))])
     if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT, Outcome.PROXY_ERROR):
         # Even a zero-delay policy must not hammer a CRM that said "slow down".
         if outcome is Outcome.THROTTLED:
-            delay = max(delay, policy.floor)
+            delay = max(delay, _bounded(policy.floor))
         if retry_after is not None:
-            delay = max(delay, min(retry_after, policy.max_retry_after))
-    delay *= 1 + policy.jitter * rand()
-    return now + timedelta(seconds=delay)
+            delay = max(delay, min(_bounded(retry_after), _bounded(policy.max_retry_after)))
+    spread = _bounded(policy.jitter, upper=1.0) * _bounded(rand(), upper=1.0)
+    delay = min(delay * (1 + spread), MAX_DELAY)
+    try:
+        return now + timedelta(seconds=delay)
+    except OverflowError:  # ``now`` within a month of year 9999
+        return datetime.max.replace(tzinfo=now.tzinfo)
+
+
+def _bounded(value: float, *, upper: float = MAX_DELAY) -> float:
+    """``value`` within ``[0, upper]``; ``NaN`` (and anything not a number) is ``upper``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return upper
+    if number != number:  # NaN
+        return upper
+    return min(max(number, 0.0), upper)

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from .outcome import RuleTrace
 from .paths import _clip, _json_document, _json_text, _show, parse_path, resolve_path
+from .safe_regex import SafeRegex, UnsafePattern, checked_regex, compile_regex
 from .wire import CrmResponse
 
 # -- rules ------------------------------------------------------------------------------
@@ -113,10 +114,20 @@ class BodyContainsRule(Rule):
     ignore_case: bool = False
     #: True for ``body_not_contains``: finding the value fails the rule.
     negate: ClassVar[bool] = False
-    _regex: re.Pattern[str] = pydantic.PrivateAttr()
+    _regex: SafeRegex = pydantic.PrivateAttr()
+
+    @pydantic.field_validator("value")
+    @classmethod
+    def _check_value(cls, value: str) -> str:
+        # Checked as the costlier search, regardless of case: the one ignore_case may ask for.
+        _regex(value, literal=True, ignore_case=True)
+        return value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._regex = re.compile(re.escape(self.value), re.IGNORECASE if self.ignore_case else 0)
+        # On the safe engine too: even a literal searched regardless of case backtracks on re.
+        self._regex = compile_regex(
+            self.value, literal=True, ignore_case=self.ignore_case, capture=False
+        )
 
     def describe(self) -> str:
         verb = "does not contain" if self.negate else "contains"
@@ -136,22 +147,24 @@ class BodyNotContainsRule(BodyContainsRule):
 class RegexRule(Rule):
     """``{"kind": "regex", "pattern": "\\"success\\":\\s*true", "negate": false}`` on the body.
 
-    The pattern is searched (not anchored); inline flags such as ``(?i)`` work.
+    The pattern is searched (not anchored); inline flags such as ``(?i)`` work. It runs on
+    the linear-time engine of :mod:`~leadrelay.engine.safe_regex`.
     """
 
     kind = "regex"
     pattern: str
     negate: bool = False
-    _regex: re.Pattern[str] = pydantic.PrivateAttr()
+    _regex: SafeRegex = pydantic.PrivateAttr()
 
     @pydantic.field_validator("pattern")
     @classmethod
     def _check_pattern(cls, value: str) -> str:
-        _regex(value)
+        _regex(value, capture=False)
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._regex = re.compile(self.pattern)
+        # Only where the match is matters here: without groups RE2 finds it in one pass.
+        self._regex = compile_regex(self.pattern, capture=False)
 
     def describe(self) -> str:
         return f"regex {'not ' if self.negate else ''}/{self.pattern}/"
@@ -219,13 +232,13 @@ class HeaderRule(Rule):
     name: str = pydantic.Field(min_length=1)
     equals: str | None = None
     matches: str | None = None
-    _regex: re.Pattern[str] | None = pydantic.PrivateAttr(None)
+    _regex: SafeRegex | None = pydantic.PrivateAttr(None)
 
     @pydantic.field_validator("matches")
     @classmethod
     def _check_matches(cls, value: str | None) -> str | None:
         if value is not None:
-            _regex(value)
+            _regex(value, capture=False)
         return value
 
     @pydantic.model_validator(mode="after")
@@ -234,7 +247,7 @@ class HeaderRule(Rule):
         return self
 
     def model_post_init(self, context: Any, /) -> None:
-        self._regex = None if self.matches is None else re.compile(self.matches)
+        self._regex = None if self.matches is None else compile_regex(self.matches, capture=False)
 
     def describe(self) -> str:
         if self.equals is not None:
@@ -444,11 +457,15 @@ def _checked_path(value: str) -> str:
     return value.strip()
 
 
-def _regex(pattern: str) -> re.Pattern[str]:
+def _regex(
+    pattern: str, *, capture: bool = True, literal: bool = False, ignore_case: bool = False
+) -> SafeRegex:
+    """An operator's pattern compiled for the safe engine and probed; refused with the reason
+    (an ``invalid regex: …`` typo, or what the linear-time engine cannot run)."""
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise _invalid(f"invalid regex: {exc}") from None
+        return checked_regex(pattern, capture=capture, literal=literal, ignore_case=ignore_case)
+    except UnsafePattern as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -466,7 +483,7 @@ def _short(value: Any, limit: int = 120) -> Any:
     return _clip(_json_text(value), limit)
 
 
-def _search_body(rule: Rule, regex: re.Pattern[str], negate: bool, response: CrmResponse
+def _search_body(rule: Rule, regex: SafeRegex, negate: bool, response: CrmResponse
                  ) -> RuleTrace:
     text = response.text
     found = regex.search(text)

@@ -13,6 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.errors import ConfigError
 
 LEAD = {"first_name": " Jane ", "email": "Jane.Doe@Example.com", "phone": "+1 (415) 555-0100",
         "tags": ["a", "b"], "consent": True}
@@ -141,3 +142,57 @@ def test_a_crm_echoing_a_secret_does_not_leak_it_through_the_verdict(
     assert "[REDACTED]" in result.reason
     shown = json.dumps([app.inspect(delivery_id), app.deliveries()])
     assert "key-echo-42" not in shown
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "message"),
+    [
+        ({"headers": {"X-Source": "web\r\nX-Injected: 1"}}, "config.headers",
+         "header 'X-Source': its value contains a line break (CR or LF), which would inject "
+         "headers"),
+        ({"headers": {"X-Source": "web\nX-Injected: 1"}}, "config.headers",
+         "header 'X-Source': its value contains a line break"),
+        ({"headers": {"X-Source\r\nX-Injected": "1"}}, "config.headers",
+         "header 'X-Source\\r\\nX-Injected': a header name cannot contain a line break"),
+        ({"headers": {"X Source": "web"}}, "config.headers",
+         "header 'X Source': a header name is letters, digits and !#$%&'*+-.^_`|~ only"),
+        ({"headers": {"X-Source:": "web"}}, "config.headers",
+         "header 'X-Source:': a header name is letters, digits"),
+        ({"headers": {"": "web"}}, "config.headers", "header '': a header name must be non-empty"),
+        ({"headers": {"X-Source": "a\x00b"}}, "config.headers",
+         "header 'X-Source': its value contains a control character (only tab is allowed)"),
+        ({"headers": {"X-Price": "10 €"}}, "config.headers",
+         "header 'X-Price': its value has characters HTTP headers cannot carry (Latin-1 only)"),
+        ({"secret_headers": {"X-Api-Key": "key-123456\r\nX-Injected: 1"}}, "config.secret_headers",
+         "header 'X-Api-Key': its value contains a line break"),
+        ({"idempotency_header": "Idempotency Key"}, "config.idempotency_header",
+         "a header name is letters, digits"),
+        ({"auth": {"type": "bearer", "token": "tok-abc\r\nX-Injected: 1"}},
+         "config.auth.bearer.token", "the token contains a line break (CR or LF)"),
+    ],
+)
+def test_headers_that_would_break_the_request_are_refused_at_save(
+    app: Leadrelay, form_id: int, config: dict, field: str, message: str
+) -> None:
+    # When an integration is saved with a header an HTTP request cannot carry as given
+    with pytest.raises(ConfigError) as caught:
+        app.manage.create_integration(form_id, name="CRM", connector="http_post",
+                                      config={"url": "https://crm.example/leads", **config})
+
+    # Then it is refused naming the field and the header, without showing a secret value
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: {message}"), str(caught.value)
+    assert "key-123456" not in str(caught.value) and "tok-abc" not in str(caught.value)
+    # ...and nothing was written
+    assert app.manage.integrations() == []
+
+
+def test_tabs_and_latin1_header_values_are_sent_as_given(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/lead").respond_with_data("ok")
+    deliver(app, form_id, httpserver.url_for("/lead"),
+            {"headers": {"X-Note": "a\tb", "X-City": "Zürich"}})
+    sent = httpserver.log[0][0].headers
+    assert sent["X-Note"] == "a\tb"
+    assert sent["X-City"].encode("latin-1") == "Zürich".encode("latin-1")

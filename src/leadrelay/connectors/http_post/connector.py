@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pydantic
 
 from leadrelay.engine.connector import Connector, ConnectorConfig, LeadEnvelope
+from leadrelay.engine.headers import check_headers, header_name_problem, header_value_problem
 from leadrelay.engine.mapping import FieldMap
 from leadrelay.engine.transport import HttpClient
 from leadrelay.engine.wire import CrmResponse, RenderedRequest
@@ -29,6 +30,15 @@ class BearerAuth(ConnectorConfig):
 
     type: Literal["bearer"]
     token: pydantic.SecretStr
+
+    @pydantic.field_validator("token")
+    @classmethod
+    def _header_safe(cls, token: pydantic.SecretStr) -> pydantic.SecretStr:
+        # The token goes into the Authorization header as it is.
+        problem = header_value_problem(token)
+        if problem is not None:
+            raise ValueError(problem.replace("its value", "the token"))
+        return token
 
 
 class HttpPostConfig(ConnectorConfig):
@@ -57,6 +67,21 @@ class HttpPostConfig(ConnectorConfig):
         if not url.host:
             raise ValueError("URL has no host")
         return url
+
+    @pydantic.field_validator("headers", "secret_headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, Any]) -> dict[str, Any]:
+        # A line break would add headers of the config's own to every request.
+        check_headers(headers)
+        return headers
+
+    @pydantic.field_validator("idempotency_header")
+    @classmethod
+    def _valid_header_name(cls, name: str) -> str:
+        problem = header_name_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
 
 
 class HttpPostConnector(Connector):
