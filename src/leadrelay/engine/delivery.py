@@ -527,15 +527,17 @@ _D = cast(Table, Delivery.__table__)
 _L = cast(Table, Lead.__table__)
 _I = cast(Table, Integration.__table__)
 
-#: Those of some deliveries that are pending and due → sending, with a lease, under the
-#: next claim number, counting the attempt about to be made; their ids.
-#: Bound: ids, now, lease.
+#: Those of some deliveries that are pending and due, and whose integration is active
+#: (a message sent before the integration was switched off claims nothing) → sending,
+#: with a lease, under the next claim number, counting the attempt about to be made;
+#: their ids. Bound: ids, now, lease.
 _CLAIM = (
     update(_D)
     .where(
         _D.c.id.in_(bindparam("ids", expanding=True)),
         _D.c.state == DeliveryState.PENDING.value,
         _D.c.next_due_at <= bindparam("now", type_=_D.c.next_due_at.type),
+        exists().where(_I.c.id == _D.c.integration_id, _I.c.active.is_(True)),
     )
     .values(
         state=DeliveryState.SENDING.value,

@@ -23,7 +23,15 @@ from sqlalchemy import case, or_, select, update
 
 from .clock import Clock
 from .delivery import MAX_IN_DOUBT
-from .ledger import IN_DOUBT, SENDING, Attempt, Delivery, DeliveryState, Ledger
+from .ledger import (
+    IN_DOUBT,
+    SENDING,
+    Attempt,
+    Delivery,
+    DeliveryState,
+    Integration,
+    Ledger,
+)
 
 #: The reason on an attempt whose sender never recorded an outcome.
 IN_DOUBT_REASON = (
@@ -43,6 +51,7 @@ class SweepReport:
 
     reclaimed: int
     enqueued: int
+    held: int = 0
 
 
 class Sweeper:
@@ -100,6 +109,19 @@ class Sweeper:
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
+            # Deliveries that came back pending (a retry recorded) after their integration
+            # was switched off are held, as deactivation held the others.
+            held = s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.state == DeliveryState.PENDING.value,
+                    Delivery.integration_id.in_(
+                        select(Integration.id).where(Integration.active.is_(False))
+                    ),
+                )
+                .values(state=DeliveryState.HELD.value, queued_for=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
             due = list(
                 s.execute(
                     select(Delivery.integration_id, Delivery.id)
@@ -120,4 +142,4 @@ class Sweeper:
                     .execution_options(synchronize_session=False)
                 )
         self.announce([(i, d) for i, d in due])
-        return SweepReport(reclaimed=reclaimed or 0, enqueued=len(due))
+        return SweepReport(reclaimed=reclaimed or 0, enqueued=len(due), held=held or 0)

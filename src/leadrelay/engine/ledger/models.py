@@ -67,6 +67,8 @@ class DeliveryState(enum.StrEnum):
     """The CRM accepted it."""
     NOT_INTEGRATED = "not_integrated"
     """Gave up after the last attempt: it sits in the failed collection."""
+    HELD = "held"
+    """Its integration is inactive: kept, never sent, until it is activated again."""
 
 
 class LeadSource(enum.StrEnum):

@@ -1,0 +1,60 @@
+"""Deliveries of a switched-off integration are held: never sent, kept for later.
+
+Deactivation itself (and re-activation, which releases them) is management's; here,
+what the delivery path guarantees whatever the timing: a message sent before the
+switch-off claims nothing, and a retry recorded after it is held by the next sweep.
+"""
+
+from __future__ import annotations
+
+from pytest_httpserver import HTTPServer
+
+from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.clock import FakeClock
+
+
+def _integration(app: Leadrelay, form_id: int, url: str) -> int:
+    return app.manage.create_integration(
+        form_id,
+        name="CRM",
+        connector="http_post",
+        config={"url": url},
+        retry={"delays": ["2m", "5m"]},
+        active=True,
+    ).id
+
+
+def test_a_delivery_announced_before_the_switch_off_is_never_sent(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/leads").respond_with_json({"ok": True})
+    integration_id = _integration(app, form_id, httpserver.url_for("/leads"))
+    # Given a lead whose delivery is already on its way to a worker
+    (delivery_id,) = app.submit(form_id, {"email": "ada@example.com"}).delivery_ids
+    # When the integration is switched off before the worker claims it
+    app.manage.set_active(integration_id, False)
+    # Then the worker claims nothing and the CRM never hears of the lead
+    assert app.deliver(delivery_id) is None
+    assert httpserver.log == []
+    # ... and the sweeper shows it held, not lost
+    app.sweep()
+    assert app.inspect(delivery_id)["delivery"]["state"] == "held"
+
+
+def test_a_retry_recorded_after_the_switch_off_is_held(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer, clock: FakeClock
+) -> None:
+    httpserver.expect_request("/leads").respond_with_data("down", status=503)
+    integration_id = _integration(app, form_id, httpserver.url_for("/leads"))
+    (delivery_id,) = app.submit(form_id, {"email": "ada@example.com"}).delivery_ids
+    # Given a failed attempt whose retry is pending, and the integration switched off
+    result = app.deliver(delivery_id)
+    assert result is not None and result.state.value == "pending"
+    app.manage.set_active(integration_id, False)
+    # When the retry comes due
+    clock.advance(minutes=3)
+    report = app.sweep()
+    # Then it is held, not announced, not sent
+    assert report.held == 1 and report.enqueued == 0
+    assert app.inspect(delivery_id)["delivery"]["state"] == "held"
+    assert app.deliver(delivery_id) is None and len(httpserver.log) == 1
