@@ -59,6 +59,10 @@ class Sizes:
     """Scenario 6: leads delivered per measure (full ledger, empty ledger): as many as
     scenario 1, so that its ratio is "the same throughput ratio measured again"."""
     memory_deliveries: int = 100_000
+    api_leads: int = 3_000
+    """API intake: posts per measure."""
+    realtime_posts: int = 300
+    """Real-time overhead: sequential posts per repetition."""
     threads: int = 8
     """Worker threads per process (the engine's default) and the raw loops' concurrency."""
     workers: int = 2
@@ -84,6 +88,8 @@ class Sizes:
             growth_attempts=2_000,
             growth_leads=40,
             memory_deliveries=200,
+            api_leads=40,
+            realtime_posts=10,
             threads=4,
             workers=2,
             feeders=2,
