@@ -41,7 +41,7 @@ def test_serve_delivers_what_the_ledger_holds_and_stops_on_sigterm(
     delivery = accepted_two_minutes_ago(engine_for, form)
 
     # When `leadrelay serve` runs
-    serve = start(cli, "serve", "--threads", "2")
+    serve = start(cli, "serve", "--threads", "2", "--port", "0")
     try:
         # Then its sweeper finds the delivery and its worker delivers it
         wait_for(delivered(engine, delivery), what="the delivery", logs=[serve])

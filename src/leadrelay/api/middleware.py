@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
@@ -60,14 +59,14 @@ class AccessLog:
 
 
 def _template(scope: Scope) -> str:
-    """The path template of the route that served the request (``-`` if none did)."""
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path_format", getattr(route, "path", "-")))
-    return "-"
+    """The path of the request with each path parameter shown by name
+    (``/v1/forms/{form_key}/leads``); ``-`` when no route served it."""
+    if "route" not in scope:  # the router leaves the route it chose in the scope
+        return "-"
+    values = {str(v): k for k, v in (scope.get("path_params") or {}).items()}
+    path = str(scope.get("path", ""))
+    return "/".join(f"{{{values[part]}}}" if part in values else part
+                    for part in path.split("/"))
 
 
 class BodyLimit:

@@ -139,7 +139,7 @@ def _register(group: click.Group, commands: Sequence[click.Command]) -> None:
 def _assemble() -> None:
     from . import demo, keys, leads, manage, new_connector, plugins, run, static_ips
 
-    _register(main, [run.serve, run.worker, run.scheduler, demo.demo,
+    _register(main, [run.serve, run.api, run.worker, run.scheduler, demo.demo,
                      leads.submit, leads.deliveries, leads.inspect, leads.replay,
                      plugins.plugins_command, static_ips.static_ips, keys.secret_key,
                      new_connector.new_connector,

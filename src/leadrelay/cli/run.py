@@ -25,27 +25,74 @@ _LOG_LEVEL = click.option(
 )
 
 
+_HOST = click.option("--host", default="127.0.0.1", show_default=True,
+                     help="The address the HTTP API listens on.")
+_PORT = click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+                     help="The port the HTTP API listens on (0: any free port).")
+
+
 @click.command()
+@_HOST
+@_PORT
 @_THREADS
 @_LOG_LEVEL
-def serve(threads: int | None, log_level: str) -> None:
-    """Run the worker and the scheduler in one process (the embedded default).
+def serve(host: str, port: int, threads: int | None, log_level: str) -> None:
+    """Run the HTTP API, the worker and the scheduler in one process (the embedded default).
 
     On the embedded default (no LEADRELAY_BROKER_URL) this is the whole
-    service: a SQLite ledger, an in-process broker, worker threads and the
-    sweeper loop. With LEADRELAY_BROKER_URL set it uses Redis, like `worker`
-    and `scheduler` together.
-
-    The HTTP API is not part of this release yet; when it lands, `serve` will
-    host it too. Until then leads come in with `leadrelay submit`.
+    service: the API (forms and external systems post leads to it), a SQLite
+    ledger, an in-process broker, worker threads and the sweeper loop. With
+    LEADRELAY_BROKER_URL set it uses Redis, like `api`, `worker` and
+    `scheduler` together. Prints the URL the API answers on.
     """
+    from leadrelay.api.server import serve_engine
+
     _logging(log_level)
     app = engine()
     count = threads or app.settings.worker_threads
     app.start_worker(threads=count)
     app.start_sweeper()
     _announce(f"serve: {count} worker threads and the scheduler")
-    _until_stopped()
+
+    def ready(url: str) -> None:
+        click.echo(f"leadrelay serve: API at {url} (docs at {url}/docs)", err=True)
+
+    serve_engine(app, host, port, ready=ready)
+    click.echo("leadrelay: stopping (finishing attempts in flight)", err=True)
+    close_engine()
+    click.echo("leadrelay: stopped", err=True)
+
+
+@click.command()
+@_HOST
+@_PORT
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="API processes sharing the port.")
+@_LOG_LEVEL
+def api(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the HTTP API alone, for production (needs LEADRELAY_BROKER_URL=redis://…).
+
+    Run as many as you like behind a load balancer, beside `leadrelay worker`
+    processes and one `leadrelay scheduler`, all on the same database and Redis.
+    Any ASGI server can run it too: the app factory is leadrelay.api:create_app.
+    On the embedded default, `leadrelay serve` runs the API instead.
+    """
+    from leadrelay.api.server import serve_processes
+
+    from .context import settings
+
+    _require_broker("api")
+    _logging(log_level)
+    settings_now = settings()
+
+    def ready(url: str) -> None:
+        broker = safe_url(settings_now.broker_url)
+        click.echo(f"leadrelay api: {workers} process(es) at {url} on "
+                   f"{safe_url(settings_now.database_url)} with {broker}; "
+                   "Ctrl-C or SIGTERM stops", err=True)
+
+    serve_processes(host, port, workers=workers, ready=ready)
+    click.echo("leadrelay: stopped", err=True)
 
 
 @click.command()
