@@ -289,7 +289,7 @@ def test_replay_sends_the_failed_collection_again(
         (["not", "an", "object"], "payload: a lead must be a JSON object, got list"),
         ("text", "payload: a lead must be a JSON object, got str"),
         ({"blob": "x" * 300_000}, "over the 256 KB limit"),
-        ({"n": float("nan")}, "not representable as JSON"),
+        ({"n": float("nan")}, "payload.n: NaN is not a JSON number"),
     ],
 )
 def test_bad_leads_are_refused_and_nothing_is_written(

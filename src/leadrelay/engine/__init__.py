@@ -46,6 +46,7 @@ _WHERE = {
     "TransientError": "errors",
     "Transport": "transport",
     "UnknownConnector": "errors",
+    "ValidationError": "errors",
     "Verdict": "outcome",
     "hookimpl": "hookspecs",
 }
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
         ThrottledError,
         TransientError,
         UnknownConnector,
+        ValidationError,
     )
     from .expectations import Expectations, Rule
     from .hookspecs import hookimpl
@@ -134,4 +136,5 @@ __all__ = [  # noqa: RUF022 - grouped by audience, not alphabetised
     "ThrottledError",
     "TransientError",
     "UnknownConnector",
+    "ValidationError",
 ]

@@ -37,6 +37,11 @@ class NotFound(BadInput):
     """A named object (account, form, integration, delivery) does not exist."""
 
 
+class ValidationError(BadInput):
+    """Submitted data (a lead's payload) is not valid; ``field`` is the path of the
+    offending value (``payload.address.city``)."""
+
+
 class Refused(BadInput):
     """Well-formed, but the object's own settings refuse it: an inactive form, a page
     of an origin the form does not allow."""

@@ -12,10 +12,9 @@ path (``docs/benchmarks.md``).
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -24,12 +23,21 @@ from sqlalchemy import Table, and_, bindparam, insert, select
 
 from .clock import Clock
 from .errors import BadInput, NotFound
+from .leads import MAX_FIELDS, MAX_PAYLOAD_BYTES, validate_payload
 from .ledger import Delivery, DeliveryState, Form, Integration, Lead, Ledger
 from .ledger.models import LeadSource
 
-#: The largest lead payload accepted, as encoded JSON.
-MAX_PAYLOAD_BYTES = 256 * 1024
-MAX_FIELDS = 500
+# What a valid lead is lives in leads.py, the same for every source and backend.
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_PAYLOAD_BYTES",
+    "Accepted",
+    "Intake",
+    "LeadIn",
+    "idempotency_key",
+    "validate_payload",
+    "validate_source",
+]
 
 
 @dataclass(frozen=True)
@@ -58,29 +66,6 @@ class Accepted:
         if len(self.integration_ids) != len(self.delivery_ids):
             return [(None, d) for d in self.delivery_ids]
         return list(zip(self.integration_ids, self.delivery_ids, strict=True))
-
-
-def validate_payload(payload: Any, *, field: str = "payload") -> dict[str, Any]:
-    """The payload as a JSON object; :class:`BadInput` naming what is wrong otherwise."""
-    if not isinstance(payload, Mapping):
-        kind = type(payload).__name__ if payload is not None else "null"
-        raise BadInput(f"{field}: a lead must be a JSON object, got {kind}", field=field)
-    if len(payload) > MAX_FIELDS:
-        raise BadInput(f"{field}: at most {MAX_FIELDS} fields, got {len(payload)}", field=field)
-    for key in payload:
-        if not isinstance(key, str) or not key.strip():
-            raise BadInput(f"{field}: field names must be non-empty strings", field=field)
-    try:
-        encoded = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise BadInput(f"{field}: not representable as JSON: {exc}", field=field) from None
-    size = len(encoded.encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise BadInput(
-            f"{field}: {size} bytes is over the {MAX_PAYLOAD_BYTES // 1024} KB limit",
-            field=field,
-        )
-    return dict(payload)
 
 
 def validate_source(source: Any) -> str:
