@@ -6,8 +6,10 @@ through FastAPI's ASGI test client; ``test_server.py`` runs a real uvicorn inste
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from leadrelay.api import create_app
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.secrets import SecretBox
 
 LEAD = {"first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com"}
 
@@ -103,3 +106,14 @@ def error_of(response: Any) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     assert {"code", "message", "field"} <= set(body["error"]), body
     return dict(body["error"])
+
+
+@pytest.fixture
+def environ(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """The environment of a leadrelay process on the ledger under test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADRELAY_")}
+    env.update(LEADRELAY_HOME=str(tmp_path / "home"), LEADRELAY_DATABASE_URL=database_url,
+               LEADRELAY_SECRET_KEY=SecretBox.generate_key(), LEADRELAY_SWEEP_INTERVAL="0.2",
+               LEADRELAY_PLUGINS_FILE=str(tmp_path / "plugins.toml"))
+    (tmp_path / "plugins.toml").write_text("")
+    return env

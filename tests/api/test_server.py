@@ -3,21 +3,18 @@ as their own processes, end to end against a loopback CRM."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
 from leadrelay.engine.app import Leadrelay
-from leadrelay.engine.secrets import SecretBox
 from leadrelay.engine.settings import Settings
 
 from .conftest import LEAD
@@ -68,17 +65,6 @@ class Process:
             pytest.fail(f"did not stop within {timeout:g}s of SIGTERM:\n{self.stderr}")
         self._reader.join(5)
         return code
-
-
-@pytest.fixture
-def environ(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """The environment of a leadrelay process on the ledger under test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADRELAY_")}
-    env.update(LEADRELAY_HOME=str(tmp_path / "home"), LEADRELAY_DATABASE_URL=database_url,
-               LEADRELAY_SECRET_KEY=SecretBox.generate_key(), LEADRELAY_SWEEP_INTERVAL="0.2",
-               LEADRELAY_PLUGINS_FILE=str(tmp_path / "plugins.toml"))
-    (tmp_path / "plugins.toml").write_text("")
-    return env
 
 
 @pytest.fixture

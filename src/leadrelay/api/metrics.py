@@ -11,13 +11,14 @@ waiting), and the latency of attempts as they finish, per connector and lane
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.realtime import RealtimeResult
 from leadrelay.engine.stats import AttemptTail, delivery_counts, queue_depth
 
 #: Attempt latency buckets (seconds): a fast CRM answers in milliseconds, a slow one
@@ -50,9 +51,11 @@ class Metrics:
         """Count leads this process stored."""
         self.leads.labels(source=source).inc(count)
 
-    def realtime_result(self, result: str) -> None:
-        """Count one real-time delivery's end in the request (delivered, handed_off…)."""
-        self.realtime.labels(result=result).inc()
+    def realtime_results(self, results: Iterable[RealtimeResult]) -> None:
+        """Count how a request's real-time deliveries ended in it: their state when they
+        finished in budget, ``handed_off`` when the background carries on."""
+        for r in results:
+            self.realtime.labels(result=r.state if r.finished else "handed_off").inc()
 
     def start(self) -> None:
         """Start counting attempts from the ledger's newest one (not the whole history)."""

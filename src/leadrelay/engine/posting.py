@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
@@ -30,14 +30,16 @@ from .forms import check_required, looks_like_public_key, origin_allowed
 from .intake import Accepted, LeadIn, _check, _Checked, validate_payload, validate_source
 from .ledger import Delivery, DeliveryState, Form, Lead
 from .ledger.models import IdempotentPost, LeadSource
+from .realtime import RealtimeResult
 
 if TYPE_CHECKING:
     from .app import Leadrelay
 
 #: The most leads one external post may carry.
 MAX_BATCH = 500
-#: HTTP status of each kind of answer (the API's contract, stored with idempotent answers).
-STATUS = {"delivered": 201, "accepted": 202, "duplicate": 200}
+#: HTTP status of each kind of answer (the API's contract, stored with idempotent answers):
+#: every real-time delivery finished in its budget; stored and queued; nothing new stored.
+STATUS = {"answered": 201, "accepted": 202, "duplicate": 200}
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,15 @@ class ExternalLead:
 
 @dataclass(frozen=True)
 class Posted:
-    """The answer to a post: what it is (``accepted``, ``delivered``, ``duplicate``), its
+    """The answer to a post: what it is (``answered``, ``accepted``, ``duplicate``), its
     JSON body, and whether it is the stored answer of an earlier identical post."""
 
     kind: str
     body: dict[str, Any]
     replayed: bool = False
     accepted: tuple[Accepted, ...] = field(default=(), repr=False)
+    #: Each real-time delivery's state when the answer was made.
+    realtime: tuple[RealtimeResult, ...] = ()
 
     @property
     def status(self) -> int:
@@ -155,8 +159,9 @@ class Posts:
         _open(form)
         fields = validate_payload(payload)
         check_required(form.required_fields, fields)
-        accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value)
-        return form, self._answer_one(accepted)
+        accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value,
+                                   realtime=True)
+        return form, self._realtime(self._answer_one(accepted), accepted)
 
     # -- external systems -------------------------------------------------------------
 
@@ -213,10 +218,33 @@ class Posts:
             # Another process stored the same external id or key at the same moment:
             # the second try finds what it stored, and stores nothing.
             posted = cast(Posted, self.ledger.writes(op))
-        self.app.announce(posted.accepted)
+        single = not batch and len(posted.accepted) == 1
+        self.app.announce(posted.accepted, realtime=single)
+        if single and posted.accepted[0].realtime:
+            posted = self._realtime(posted, posted.accepted[0])
+            if idempotency_key is not None:
+                with self.ledger.transaction() as conn:
+                    conn.execute(_UPDATE_STORED.values(status=posted.status, answer=posted.body),
+                                 {"a": form.account_id, "k": idempotency_key})
         return posted
 
     # -- answers ----------------------------------------------------------------------
+
+    def _realtime(self, posted: Posted, accepted: Accepted) -> Posted:
+        """Send the lead's real-time deliveries within their budgets; the answer then says
+        where each stands, and is ``answered`` when every one finished in its budget."""
+        if not accepted.realtime:
+            return posted
+        results = self.app.deliver_realtime(accepted)
+        by_id = {r.delivery_id: r for r in results}
+        entries = [
+            {**entry, "state": r.state, "outcome": r.outcome, "crm_reference": r.crm_reference,
+             "reason": r.reason} if (r := by_id.get(entry["delivery_id"])) else entry
+            for entry in posted.body["deliveries"]
+        ]
+        kind = "answered" if all(r.finished for r in results) else "accepted"
+        return replace(posted, kind=kind, body={**posted.body, "deliveries": entries},
+                       realtime=tuple(results))
 
     def _answer_one(self, accepted: Accepted) -> Posted:
         body = {"lead_id": accepted.lead_id, "deliveries": delivery_entries(accepted)}

@@ -101,6 +101,7 @@ def post_external(
     )
     if posted.accepted:
         request.app.state.metrics.lead_received(source or "external", len(posted.accepted))
+    request.app.state.metrics.realtime_results(posted.realtime)
     headers = {"Idempotent-Replayed": "true"} if posted.replayed else None
     return JSONResponse(posted.body, status_code=posted.status, headers=headers)
 
@@ -135,6 +136,7 @@ async def post_to_form(form_key: str, request: Request, engine: Engine) -> Respo
         return _with_cors(error_response(exc), form, origin)
     assert form is not None
     request.app.state.metrics.lead_received("form")
+    request.app.state.metrics.realtime_results(posted.realtime)
     if urlencoded and form.thank_you_url and "text/html" in request.headers.get("accept", ""):
         return _with_cors(RedirectResponse(form.thank_you_url, status_code=303), form, origin)
     return _with_cors(JSONResponse(posted.body, status_code=posted.status), form, origin)
