@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pytest_httpserver import HTTPServer
@@ -139,3 +140,24 @@ def test_replay_dry_run_then_replay(
     obj = cli.json("inspect", str(delivery))
     assert obj["delivery"]["state"] == "delivered" and obj["delivery"]["replays"] == 1
     assert [a["outcome"] for a in obj["attempts"]] == ["transient", "accepted"]
+
+
+def test_deliveries_come_in_pages_the_api_shares(cli: Cli, form: int, engine: Leadrelay) -> None:
+    # Given five deliveries
+    add_integration(cli, form, "http://127.0.0.1:9/leads")
+    ids = sorted((engine.submit(form, LEAD).delivery_ids[0] for _ in range(5)), reverse=True)
+
+    # When they are listed two at a time, following the printed cursor
+    seen: list[int] = []
+    cursor: list[str] = []
+    for _ in range(5):
+        result = cli("deliveries", "--limit", "2", "--json", *cursor)
+        seen += [row["id"] for row in json.loads(result.stdout)]
+        more = re.search(r"--cursor (\d+)", result.stderr)
+        if more is None:
+            break
+        cursor = ["--cursor", more.group(1)]
+
+    # Then each comes once, newest first, and the last page says no more
+    assert seen == ids
+    assert "not a cursor" in cli.error("deliveries", "--cursor", "abc")

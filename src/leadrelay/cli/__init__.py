@@ -141,7 +141,7 @@ def _assemble() -> None:
 
     _register(main, [run.serve, run.api, run.worker, run.scheduler, demo.demo,
                      leads.submit, leads.deliveries, leads.inspect, leads.replay,
-                     plugins.plugins_command, static_ips.static_ips, keys.secret_key,
+                     plugins.plugins_command, static_ips.static_ips, keys.secret_key, keys.keys,
                      new_connector.new_connector,
                      manage.accounts, manage.forms, manage.integrations])
 

@@ -70,12 +70,15 @@ def submit(
 @click.option("--failed", is_flag=True,
               help="The failed collection: same as --state not_integrated.")
 @filter_options
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
-              help="At most this many, newest first (0: no limit).")
+@click.option("--limit", type=click.IntRange(min=0, max=1000), default=100, show_default=True,
+              help="At most this many, newest first (0: every one).")
+@click.option("--cursor", metavar="CURSOR",
+              help="Go on where a previous listing stopped (it prints the cursor).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_engine
 def deliveries(
-    app: Leadrelay, state: str | None, failed: bool, limit: int, as_json: bool, **filters: Any
+    app: Leadrelay, state: str | None, failed: bool, limit: int, cursor: str | None,
+    as_json: bool, **filters: Any,
 ) -> None:
     """List deliveries, newest first, with their state and last outcome.
 
@@ -86,7 +89,14 @@ def deliveries(
         if state not in (None, "not_integrated"):
             raise click.UsageError("--failed means --state not_integrated")
         state = "not_integrated"
-    rows = app.deliveries(delivery_filter(state=state, limit=limit, **filters))
+    flt = delivery_filter(state=state, **filters)
+    if limit:
+        page = app.deliveries_page(flt, limit=limit, cursor=cursor)
+        rows, more = page.items, page.next_cursor
+    else:
+        rows, more = app.deliveries(flt), None  # every one: no page, no cursor
+    if more:
+        click.echo(f"more: add --cursor {more} for the next {limit}", err=True)
     if as_json:
         print_json(rows)
         return

@@ -73,15 +73,35 @@ def forms() -> None:
     """Forms: where leads come in; each form's integrations receive its leads."""
 
 
+_ORIGIN = click.option(
+    "--allowed-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
+    help="A page origin allowed to post to the form (https://shop.example; * for any). "
+         "Repeat for several.")
+_REQUIRED = click.option(
+    "--required-field", "required_fields", multiple=True, metavar="FIELD",
+    help="A field every lead of the form must have. Repeat for several.")
+_THANKS = click.option("--thank-you-url", metavar="URL",
+                       help="Where a plain HTML form post is redirected once stored.")
+
+
 @forms.command("create")
 @click.option("--account", "account_id", type=int, required=True, metavar="ID",
               help="The account that owns the form.")
 @click.option("--name", required=True, help="The form's name.")
+@_ORIGIN
+@_REQUIRED
+@_THANKS
 @_JSON_FLAG
 @pass_engine
-def forms_create(app: Leadrelay, account_id: int, name: str, as_json: bool) -> None:
-    """Add a form to an account."""
-    _show_forms([_form(app.manage.create_form(account_id, name))], as_json, single=True)
+def forms_create(
+    app: Leadrelay, account_id: int, name: str, allowed_origins: tuple[str, ...],
+    required_fields: tuple[str, ...], thank_you_url: str | None, as_json: bool,
+) -> None:
+    """Add a form to an account; its public key is what its pages post to."""
+    form = app.manage.create_form(account_id, name, allowed_origins=list(allowed_origins),
+                                  required_fields=list(required_fields),
+                                  thank_you_url=thank_you_url)
+    _show_forms([_form(form)], as_json, single=True)
 
 
 @forms.command("list")
@@ -93,18 +113,72 @@ def forms_list(app: Leadrelay, account_id: int | None, as_json: bool) -> None:
     _show_forms([_form(f) for f in app.manage.forms(account_id)], as_json)
 
 
+@forms.command("show")
+@click.argument("form_id", type=int)
+@pass_engine
+def forms_show(app: Leadrelay, form_id: int) -> None:
+    """Print one form as JSON: public key, allowed origins, required fields."""
+    print_json(_form(app.manage.get_form(form_id)))
+
+
+@forms.command("update")
+@click.argument("form_id", type=int)
+@click.option("--name", help="A new name.")
+@_ORIGIN
+@click.option("--no-allowed-origins", is_flag=True, help="Allow no page origin any more.")
+@_REQUIRED
+@click.option("--no-required-fields", is_flag=True, help="Require no field any more.")
+@_THANKS
+@click.option("--active/--inactive", default=None,
+              help="Accept leads, or refuse every lead posted to the form.")
+@_JSON_FLAG
+@pass_engine
+def forms_update(
+    app: Leadrelay, form_id: int, name: str | None, allowed_origins: tuple[str, ...],
+    no_allowed_origins: bool, required_fields: tuple[str, ...], no_required_fields: bool,
+    thank_you_url: str | None, active: bool | None, as_json: bool,
+) -> None:
+    """Change a form; --allowed-origin and --required-field replace the whole list."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if allowed_origins or no_allowed_origins:
+        changes["allowed_origins"] = list(allowed_origins)
+    if required_fields or no_required_fields:
+        changes["required_fields"] = list(required_fields)
+    if thank_you_url is not None:
+        changes["thank_you_url"] = thank_you_url or None
+    if active is not None:
+        changes["active"] = active
+    if not changes:
+        raise click.UsageError("nothing to change: give --name, --allowed-origin, "
+                               "--required-field, --thank-you-url or --active/--inactive")
+    _show_forms([_form(app.manage.update_form(form_id, **changes))], as_json, single=True)
+
+
+@forms.command("rotate-key")
+@click.argument("form_id", type=int)
+@_JSON_FLAG
+@pass_engine
+def forms_rotate_key(app: Leadrelay, form_id: int, as_json: bool) -> None:
+    """Give a form a new public key: posts to the old one are refused from now on."""
+    _show_forms([_form(app.manage.rotate_form_key(form_id))], as_json, single=True)
+
+
 def _form(f: Form) -> dict[str, Any]:
-    return {"id": f.id, "account_id": f.account_id, "name": f.name,
-            "created_at": f.created_at.isoformat()}
+    from leadrelay.engine.forms import describe_form
+
+    return describe_form(f)
 
 
 def _show_forms(rows: list[dict[str, Any]], as_json: bool, *, single: bool = False) -> None:
     if as_json:
         print_json(rows[0] if single else rows)
         return
-    print_table(["id", "account", "name", "created (UTC)"],
-                ([r["id"], r["account_id"], r["name"], short_time(r["created_at"])]
-                 for r in rows), empty="no forms", flex=("name",))
+    print_table(["id", "account", "name", "public key", "active", "origins", "created (UTC)"],
+                ([r["id"], r["account_id"], r["name"], r["public_key"], r["active"],
+                  " ".join(r["allowed_origins"]), short_time(r["created_at"])]
+                 for r in rows), empty="no forms", flex=("name", "origins"))
 
 
 # -- integrations -------------------------------------------------------------------
@@ -124,8 +198,8 @@ _EXPECTATIONS_HELP = "What a good CRM answer looks like; the connector's default
 _RETRY_HELP = 'Retry policy, e.g. {"max_attempts": 3, "delays": ["2m", "5m"]}.'
 _POOL_HELP = "Send through this static-IP proxy pool of plugins.toml ([proxies.NAME]); " \
     "a connector named CONNECTOR_static_ip (http_post_static_ip) uses the pool 'default'."
-_REALTIME_HELP = "Deliver inside the submission request (stored now; used by the HTTP API, " \
-    "a later release)."
+_REALTIME_HELP = "Deliver inside the submission request of the HTTP API, waiting at most " \
+    "--realtime-budget seconds for this CRM."
 
 
 @integrations.command("create")
