@@ -13,7 +13,7 @@ nul        200 JSON whose body has NUL bytes and invalid UTF-8, a header with NU
 reset      reads the request, then closes with a TCP RST (``SO_LINGER`` 0): no answer
 short_body ``Content-Length`` larger than the bytes sent, then the connection closes
 slow       waits ``seconds`` (2), then answers like ``ok``
-huge       a plain 200 body of ``huge_bytes`` (20 MiB) with its ``Content-Length``
+huge       a plain 200 body of ``huge_bytes`` (20 MiB), with its length or ``chunked=1``
 ========== ==============================================================================
 
 Every request is recorded (method, path, headers — ``Idempotency-Key`` included —,
@@ -77,6 +77,8 @@ class Options:
     huge_bytes: int = 20 * 1024 * 1024
     #: Status of ``ok``, ``slow``, ``nul``, ``gzip_bomb``, ``huge`` and ``drip`` answers.
     status: int = 200
+    #: ``huge`` sends its body chunked (no ``Content-Length``).
+    chunked: bool = False
 
     def with_query(self, query: dict[str, list[str]]) -> Options:
         """These options with the request's query parameters applied."""
@@ -97,6 +99,8 @@ class Options:
             changes["huge_bytes"] = int(n)
         if (n := number("status")) is not None:
             changes["status"] = int(n)
+        if (n := number("chunked")) is not None:
+            changes["chunked"] = bool(n)
         return replace(self, **changes) if changes else self
 
 
@@ -111,6 +115,8 @@ class Received:
     mode: str
     #: ``time.monotonic()`` when the whole request had been read.
     at: float = field(default=0.0, compare=False)
+    #: The client's port: requests on one keep-alive connection share it.
+    peer: int = field(default=0, compare=False)
 
     @property
     def idempotency_key(self) -> str | None:
@@ -122,7 +128,7 @@ class Received:
         """A JSON-ready view (the body as latin-1 text, which maps every byte)."""
         return {"method": self.method, "path": self.path, "headers": self.headers,
                 "body": self.body.decode("latin-1"), "mode": self.mode,
-                "idempotency_key": self.idempotency_key}
+                "idempotency_key": self.idempotency_key, "peer": self.peer}
 
 
 @functools.lru_cache(maxsize=4)
@@ -171,8 +177,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             mode = first
         options = options.with_query(parse_qs(split.query))
         crm.record(Received(self.command, self.path, dict(self.headers.items()), body, mode,
-                            time.monotonic()))
-        getattr(self, f"_{mode}")(options, crm)
+                            time.monotonic(), self.client_address[1]))
+        try:
+            getattr(self, f"_{mode}")(options, crm)
+        except OSError:  # the client gave up (a deadline, a read cap): nothing to answer
+            self.close_connection = True
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -264,19 +273,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _huge(self, options: Options, crm: HostileCrm) -> None:
         self.send_response(options.status)
         self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(options.huge_bytes))
+        if options.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(options.huge_bytes))
         self.end_headers()
         chunk = b"a" * 65536
         left = options.huge_bytes
-        try:
-            while left > 0 and not crm.stopping.is_set():
-                piece = chunk if left >= len(chunk) else chunk[:left]
+        while left > 0 and not crm.stopping.is_set():  # bounded by the size
+            piece = chunk if left >= len(chunk) else chunk[:left]
+            if options.chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            else:
                 self.wfile.write(piece)
-                left -= len(piece)
-        except OSError:  # the client stopped reading and closed
-            self.close_connection = True
+            left -= len(piece)
         if left:
             self.close_connection = True
+        elif options.chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     # -- control paths (standalone use) ------------------------------------------------------
 

@@ -10,7 +10,7 @@ pool exactly what ``HTTPAdapter.send`` would, and says None for anything only
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import requests
 import requests.adapters
@@ -22,7 +22,6 @@ from requests.utils import check_header_validity, get_encoding_from_headers, req
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
-    DecodeError,
     LocationParseError,
     LocationValueError,
     MaxRetryError,
@@ -36,16 +35,15 @@ from urllib3.exceptions import InvalidHeader as _Urllib3InvalidHeader
 from urllib3.exceptions import ProxyError as _Urllib3ProxyError
 from urllib3.exceptions import SSLError as _Urllib3SSLError
 
+from .reading import read_body
 from .wire import RenderedRequest
-
-if TYPE_CHECKING:
-    from .transport import Timeouts
 
 
 def send_direct(
     session: requests.Session,
     request: RenderedRequest,
-    t: Timeouts,
+    connect: float,
+    read: float,
     pools: dict[tuple[Any, ...], urllib3.HTTPConnectionPool] | None = None,
 ) -> Answer | None:
     """Send ``request`` through the urllib3 pool of the session's adapter, or return
@@ -59,7 +57,9 @@ def send_direct(
     ``verify=True``), the session's default headers under the request's, the same
     ``Content-Length``, retries and timeouts. Its failures are raised as the
     ``requests`` exceptions ``requests`` raises for them, so ``HttpClient`` maps
-    both paths to the same errors.
+    both paths to the same errors. The body is read as on the ``requests`` path,
+    by :func:`~.reading.read_body` (bounded, inflated here), which raises
+    :class:`~.reading.BrokenAnswer` when it cannot be read whole.
 
     Anything the session would add or do besides (auth, cookies, hooks, params,
     proxies, a subclassed or wrapped adapter, a URL ``requests`` rewrites) sends
@@ -116,7 +116,7 @@ def send_direct(
             preload_content=False,
             decode_content=False,
             retries=adapter.max_retries,
-            timeout=urllib3.Timeout(connect=t.connect, read=t.read),
+            timeout=urllib3.Timeout(connect=connect, read=read),
             chunked=False,
         )
     except (OSError, _Urllib3HTTPError) as exc:
@@ -125,24 +125,28 @@ def send_direct(
             raise
         raise error from None
 
+    got = read_body(raw)
     sets_cookie = "Set-Cookie" in raw.headers or "Set-Cookie2" in raw.headers
     redirect = raw.status in REDIRECT_STATI and "Location" in raw.headers
     if not (sets_cookie or redirect):
-        return Answer(raw.status, dict(raw.headers), _read_body(raw),
-                       get_encoding_from_headers(raw.headers))
+        return Answer(raw.status, dict(raw.headers), got.data,
+                      get_encoding_from_headers(raw.headers), got.raw_bytes, got.capped)
     # Rare answers get the rest of Session.send: the session keeps the cookies, and
-    # a redirect (never followed) still passes requests' redirect bookkeeping,
-    # which reads the body its own way and rejects a Location it cannot parse.
+    # a redirect (never followed) still passes requests' redirect bookkeeping, which
+    # rejects a Location it cannot parse. The body is the one read above: requests
+    # would read it again, unbounded.
     prepared = _prepared(session, request)
     if sets_cookie:
         extract_cookies_to_jar(session.cookies, prepared, raw)
     response = adapter.build_response(prepared, raw)
+    response._content = got.data
+    response._content_consumed = True  # type: ignore[attr-defined]
     if redirect:
         next(session.resolve_redirects(
-            response, prepared, yield_requests=True, timeout=(t.connect, t.read),
+            response, prepared, yield_requests=True, timeout=(connect, read),
             stream=False, verify=True, cert=None, proxies={}), None)
-    return Answer(response.status_code, dict(response.headers), response.content,
-                   response.encoding)
+    return Answer(response.status_code, dict(response.headers), got.data,
+                  response.encoding, got.raw_bytes, got.capped)
 
 
 def _pool(
@@ -193,6 +197,10 @@ class Answer(NamedTuple):
     headers: dict[str, str]
     body: bytes
     encoding: str | None
+    #: Bytes of body read off the wire.
+    raw_bytes: int
+    #: The answer was larger than the read cap; ``body`` is its beginning.
+    capped: bool
 
 
 def _as_requests_error(exc: OSError | _Urllib3HTTPError) -> Exception | None:
@@ -222,19 +230,3 @@ def _as_requests_error(exc: OSError | _Urllib3HTTPError) -> Exception | None:
     if isinstance(exc, _Urllib3InvalidHeader):
         return requests.exceptions.InvalidHeader(exc)
     return None
-
-
-def _read_body(raw: urllib3.BaseHTTPResponse) -> bytes:
-    """The whole decoded body, failing as ``requests.Response.content`` fails."""
-    try:
-        if raw.chunked:  # requests reads chunked bodies chunk by chunk
-            return b"".join(raw.stream(10 * 1024, decode_content=True))
-        return raw.read(decode_content=True)
-    except ProtocolError as exc:
-        raise requests.exceptions.ChunkedEncodingError(exc) from None
-    except DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from None
-    except ReadTimeoutError as exc:
-        raise requests.exceptions.ConnectionError(exc) from None
-    except _Urllib3SSLError as exc:
-        raise requests.exceptions.SSLError(exc) from None

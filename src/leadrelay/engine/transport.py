@@ -11,6 +11,10 @@ Requests that go through no proxy skip ``requests.Session.request`` and go strai
 to the urllib3 connection pool the session's adapter owns (see
 :mod:`.direct`): the same connections, TLS settings, headers and
 errors, for about two thirds of the CPU per request.
+
+Every attempt has a deadline, ``connect + read`` timeouts from its first request
+(:mod:`.limits`, enforced on the socket by :mod:`.deadline`), and every answer is read
+within bounds by :mod:`.reading`, on both paths.
 """
 
 from __future__ import annotations
@@ -26,18 +30,39 @@ from typing import Any, Protocol
 import requests
 import requests.adapters
 
+from . import deadline as _deadline
+from .deadline import Deadline
 from .direct import Answer, send_direct
 from .errors import ProxyFailure, TransientError
+from .limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
+from .reading import ACCEPT_ENCODING, BrokenAnswer, read_body
 from .secrets import Redactor
 from .wire import BODY_LIMIT, CrmResponse, Exchange, RenderedRequest
+
+__all__ = [
+    "MAX_CONNECT_TIMEOUT",
+    "MAX_READ_TIMEOUT",
+    "HttpClient",
+    "ProxyRoute",
+    "ProxyUnavailable",
+    "RenderedRequest",
+    "Timeouts",
+    "Transport",
+    "retry_after_seconds",
+]
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Separate connect and read timeouts, in seconds."""
+    """Separate connect and read timeouts, in seconds; an attempt's deadline is their sum."""
 
     connect: float = 5.0
     read: float = 30.0
+
+    @property
+    def deadline(self) -> float:
+        """Seconds an attempt may take in all (see :mod:`.limits`)."""
+        return self.connect + self.read
 
 
 class ProxyRoute(Protocol):
@@ -83,7 +108,7 @@ class _RoutedAdapter(requests.adapters.HTTPAdapter):
         delayed ACK, ~40 ms per POST (measured: 22 deliveries/s through proxy.py).
         """
         proxy_kwargs.setdefault("socket_options", _NODELAY)
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
+        return _deadline.install(super().proxy_manager_for(proxy, **proxy_kwargs))
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, verify: Any = True, cert: Any = None,
@@ -116,9 +141,14 @@ class Transport:
         pool_size: int = 16,
     ) -> None:
         self.timeouts = timeouts or Timeouts()
+        #: Seconds each attempt may take in all (see :mod:`.limits`).
+        self.deadline_seconds = self.timeouts.deadline
         self.proxy_route = proxy_route
         self.session = requests.Session()
         self.session.trust_env = False
+        # Only what reading.inflate decodes within the read cap (requests would offer
+        # br and zstd as soon as their libraries are installed).
+        self.session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         #: Connection pools of the direct path, per origin (direct.py).
         self.pools: dict[tuple[Any, ...], Any] = {}
         adapter = (
@@ -126,6 +156,7 @@ class Transport:
             if proxy_route is None
             else _RoutedAdapter(proxy_route, pool_connections=4, pool_maxsize=pool_size)
         )
+        _deadline.install(adapter.poolmanager)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -140,17 +171,33 @@ class Transport:
 
 
 class HttpClient:
-    """Sends requests for one attempt and keeps the :class:`Exchange` of each."""
+    """Sends requests for one attempt and keeps the :class:`Exchange` of each.
+
+    The attempt's :class:`~.deadline.Deadline` (the transport's ``connect + read``)
+    starts with its first request and is shared by every request after it (a SOAP
+    login, then the create): each one's timeouts are clipped to the time left, and its
+    answer is read within it (:mod:`.deadline`). Past it, the attempt fails as
+    :class:`TransientError` saying it timed out.
+    """
 
     def __init__(self, transport: Transport, redactor: Redactor) -> None:
         self.transport = transport
         self.redactor = redactor
         self.exchanges: list[Exchange] = []
+        #: The attempt's deadline, set when its first request starts (:meth:`start`).
+        self.deadline: Deadline | None = None
 
     @property
     def session(self) -> requests.Session:
         """The integration's session, for libraries that need one (zeep's ``Transport``)."""
         return self.transport.session
+
+    def start(self) -> Deadline:
+        """The attempt's deadline, started now unless a request started it already."""
+        deadline = self.deadline
+        if deadline is None:
+            deadline = self.deadline = Deadline(self.transport.deadline_seconds)
+        return deadline
 
     def add_secrets(self, *values: str) -> None:
         """Redact these values too (a session id learnt at login), in what is already
@@ -170,35 +217,43 @@ class HttpClient:
     def send(self, request: RenderedRequest, *, timeout: Timeouts | None = None) -> CrmResponse:
         """Send ``request``; return the response whatever its status.
 
-        Through a static-IP route, a proxy that could not carry the request
+        ``timeout`` replaces the transport's per-request timeouts, never the attempt's
+        deadline. Through a static-IP route, a proxy that could not carry the request
         (:class:`ProxyUnavailable`) is marked down and the next one is tried;
         any other proxy failure may have reached the CRM, so it ends the attempt.
 
         :raises ProxyFailure: the proxies failed (every one, when each was unavailable).
-        :raises TransientError: timeout or connection failure reaching the CRM.
+        :raises TransientError: timeout (the attempt's deadline included), connection
+            failure, or an answer that could not be read whole.
         """
-        t = timeout or self.transport.timeouts
-        route = self.transport.proxy_route
-        if route is None:
-            return self._send_via(request, t, proxy=None)
-        failures: list[ProxyUnavailable] = []
-        for name, url in route.candidates():
-            try:
-                response = self._send_via(request, t, proxy=(name, url))
-            except ProxyUnavailable as exc:
-                route.mark_down(name)
-                failures.append(exc)
-                continue
-            route.mark_up(name)
-            return response
-        if not failures:
-            raise ProxyFailure("no proxy of the static-IP pool is available", proxy="-")
-        last = failures[-1]
-        raise ProxyFailure("; ".join(map(str, failures)), proxy=last.proxy,
-                           retry_after=last.retry_after)
+        deadline = self.deadline or self.start()
+        previous, _deadline.active.deadline = _deadline.active.deadline, deadline
+        try:
+            t = timeout or self.transport.timeouts
+            route = self.transport.proxy_route
+            if route is None:
+                return self._send_via(request, t, deadline, proxy=None)
+            failures: list[ProxyUnavailable] = []
+            for name, url in route.candidates():
+                try:
+                    response = self._send_via(request, t, deadline, proxy=(name, url))
+                except ProxyUnavailable as exc:
+                    route.mark_down(name)
+                    failures.append(exc)
+                    continue
+                route.mark_up(name)
+                return response
+            if not failures:
+                raise ProxyFailure("no proxy of the static-IP pool is available", proxy="-")
+            last = failures[-1]
+            raise ProxyFailure("; ".join(map(str, failures)), proxy=last.proxy,
+                               retry_after=last.retry_after)
+        finally:
+            _deadline.active.deadline = previous
 
     def _send_via(
-        self, request: RenderedRequest, t: Timeouts, proxy: tuple[str, str] | None
+        self, request: RenderedRequest, t: Timeouts, deadline: Deadline,
+        proxy: tuple[str, str] | None,
     ) -> CrmResponse:
         proxy_name = proxy[0] if proxy else None
         exchange = Exchange(
@@ -210,30 +265,41 @@ class HttpClient:
             proxy=proxy_name,
         )
         self.exchanges.append(exchange)
-        proxies = {"http": proxy[1], "https": proxy[1]} if proxy else None
+        left = deadline.at - time.monotonic()
+        if left <= 0:  # an earlier request of the attempt used it all
+            exchange.error = _late(proxy_name, deadline)
+            raise TransientError(exchange.error)
+        connect = t.connect if t.connect < left else left
+        read = t.read if t.read < left else left
         started = time.perf_counter()
         try:
             answer = (
-                send_direct(self.session, request, t, self.transport.pools)
+                send_direct(self.session, request, connect, read, self.transport.pools)
                 if proxy is None
                 else None
             )
             if answer is None:
-                raw = self.session.request(
-                    request.method,
-                    request.url,
-                    headers=dict(request.headers),
-                    data=request.body,
-                    timeout=(t.connect, t.read),
-                    proxies=proxies,
-                    allow_redirects=False,
-                )
-                answer = Answer(raw.status_code, dict(raw.headers), raw.content, raw.encoding)
+                answer = self._send_requests(request, connect, read, proxy)
+        except BrokenAnswer as exc:
+            if exc.timed_out:
+                # Through a proxy too: the CRM may have the lead, as for a read timeout.
+                exchange.error = (_late(proxy_name, deadline) if deadline.passed() else
+                                  _blame(proxy_name, f"timed out: the answer stalled for "
+                                                     f"{t.read:g}s"))
+                raise TransientError(exchange.error) from None
+            exchange.error = _blame(proxy_name, str(exc))
+            raise _transport_error(exchange.error, proxy_name) from None
         except requests.exceptions.ProxyError as exc:
             # Connecting to the proxy, or its CONNECT tunnel, failed: nothing was sent.
+            if deadline.passed():
+                exchange.error = _late(proxy_name, deadline)
+                raise TransientError(exchange.error) from None
             exchange.error = f"proxy {proxy_name} failed: {_why(exc)}"
             raise ProxyUnavailable(exchange.error, proxy=proxy_name or "-") from None
         except requests.exceptions.ConnectTimeout:
+            if deadline.passed():  # no other proxy is tried past the deadline
+                exchange.error = _late(proxy_name, deadline)
+                raise TransientError(exchange.error) from None
             exchange.error = _blame(proxy_name, f"connect timed out after {t.connect:g}s")
             if proxy_name is not None:
                 raise ProxyUnavailable(exchange.error, proxy=proxy_name) from None
@@ -241,7 +307,8 @@ class HttpClient:
         except requests.exceptions.ReadTimeout:
             # Through a proxy too: the CRM may be slow and may have the lead, so it
             # is judged like a slow CRM without proxy, never tried on another proxy.
-            exchange.error = _blame(proxy_name, f"no answer within {t.read:g}s")
+            exchange.error = (_late(proxy_name, deadline) if deadline.passed() else
+                              _blame(proxy_name, f"no answer within {t.read:g}s"))
             raise TransientError(exchange.error) from None
         except requests.exceptions.ConnectionError as exc:
             exchange.error = _blame(proxy_name, f"connection failed: {_why(exc)}")
@@ -251,11 +318,13 @@ class HttpClient:
             raise TransientError(exchange.error) from None
         finally:
             exchange.duration_ms = (time.perf_counter() - started) * 1000
-        status, headers, body, encoding = answer
+        status, headers, body, encoding, raw_bytes, capped = answer
         exchange.status = status
         exchange.response_headers = self.redactor.headers(headers)
         exchange.response_body = self.redactor.text(_decode(body[:BODY_LIMIT], encoding))
-        exchange.response_truncated = len(body) > BODY_LIMIT
+        exchange.response_truncated = capped or len(body) > BODY_LIMIT
+        exchange.response_bytes = raw_bytes
+        exchange.response_capped = capped
         response = CrmResponse(
             status,
             headers,
@@ -263,10 +332,32 @@ class HttpClient:
             encoding=encoding,
             url=request.url,
             proxy=proxy_name,
+            capped=capped,
         )
         if proxy is not None:
             _raise_for_proxy_page(response, proxy_name or "-", exchange)
         return response
+
+    def _send_requests(
+        self, request: RenderedRequest, connect: float, read: float,
+        proxy: tuple[str, str] | None,
+    ) -> Answer:
+        """Send through ``requests.Session.request`` (proxies, and what only requests
+        sends the same way), its body read like the direct path's."""
+        proxies = {"http": proxy[1], "https": proxy[1]} if proxy else None
+        raw = self.session.request(
+            request.method,
+            request.url,
+            headers=dict(request.headers),
+            data=request.body,
+            timeout=(connect, read),
+            proxies=proxies,
+            allow_redirects=False,
+            stream=True,  # the body is read by read_body, within the read cap
+        )
+        body = read_body(raw.raw)
+        return Answer(raw.status_code, dict(raw.headers), body.data, raw.encoding,
+                      body.raw_bytes, body.capped)
 
 
 def _decode(body: bytes, encoding: str | None) -> str:
@@ -329,6 +420,11 @@ def _generated_by_proxy(response: CrmResponse) -> bool:
 
 def _blame(proxy: str | None, message: str) -> str:
     return f"proxy {proxy}: {message}" if proxy else message
+
+
+def _late(proxy: str | None, deadline: Deadline) -> str:
+    return _blame(proxy, f"timed out: no whole answer within the attempt's deadline "
+                         f"({deadline.seconds:g}s)")
 
 
 def _transport_error(message: str, proxy: str | None) -> TransientError:

@@ -18,6 +18,9 @@ from requests.structures import CaseInsensitiveDict
 
 #: Response bodies are stored up to this many bytes per exchange.
 BODY_LIMIT = 16 * 1024
+#: A CRM's answer is read up to this many bytes (and inflated up to as many): beyond
+#: it, reading stops, the connection is dropped, and the answer is judged on this much.
+READ_CAP = 1024 * 1024
 
 # NUL cannot be stored in PostgreSQL text or JSONB; lone surrogates cannot be encoded
 # as UTF-8 at all. Both arrive from CRMs (binary junk, broken encoders) and from
@@ -76,6 +79,7 @@ class CrmResponse:
         fault: Mapping[str, str] | None = None,
         url: str = "",
         proxy: str | None = None,
+        capped: bool = False,
     ) -> None:
         self.status = status
         self.headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(headers or {})
@@ -85,6 +89,8 @@ class CrmResponse:
         self.fault = dict(fault) if fault else None
         self.url = url
         self.proxy = proxy
+        #: The answer was larger than :data:`READ_CAP`: ``body`` is its beginning.
+        self.capped = capped
 
     @cached_property
     def text(self) -> str:
@@ -119,7 +125,12 @@ class Exchange:
     status: int | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: str = ""
+    #: The stored body is shorter than the answer (see :data:`BODY_LIMIT`).
     response_truncated: bool = False
+    #: Bytes of body the CRM sent that were read (before inflating).
+    response_bytes: int = 0
+    #: Reading stopped at :data:`READ_CAP`: the answer was larger still.
+    response_capped: bool = False
     duration_ms: float = 0.0
     proxy: str | None = None
     error: str | None = None
@@ -141,6 +152,8 @@ class Exchange:
                 "headers": self.response_headers,
                 "body": self.response_body,
                 "truncated": self.response_truncated,
+                "bytes": self.response_bytes,
+                "capped": self.response_capped,
             },
             "duration_ms": round(self.duration_ms, 2),
             "proxy": self.proxy,
