@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import func, select
@@ -28,6 +30,18 @@ def count(engine: Leadrelay, model: type) -> int:
         ('{"first_name": ', "payload: not valid JSON: Expecting value: line 1 column 16"),
         ("   ", "payload: empty: give the lead as a JSON object"),
         (json.dumps({"blob": "x" * 300_000}), "payload: 300011 bytes is over the 256 KB limit"),
+        # Issue 10, case 6 and bad input the CLI once called "unexpected" (exit 1).
+        ('{"address": {"city": "Pa\\u0000ris"}}',
+         "payload.address.city: contains a NUL character"),
+        ('{"city": "Montr\\udce9al"}',
+         "payload.city: contains a lone surrogate (U+DCE9): not valid Unicode"),
+        ('{"n": ' + "9" * 5000 + "}",
+         "payload.n: a number of 5000 digits is outside JSON's safe range (±9007199254740991)"),
+        ('{"n": ' + "9" * 50_000 + "}", "payload: a number of 50000 digits is too long to read"),
+        ('{"n": 1e999}', "payload.n: Infinity is not a JSON number"),
+        ('{"n": NaN}', "payload.n: NaN is not a JSON number"),
+        ('{"deep": ' + "[" * 100_000 + "]" * 100_000 + "}", "payload: nested too deeply to read"),
+        ('{"deep": ' + "[" * 40 + "]" * 40 + "}", "payload.deep[0][0][0][0][0][0][0][0][0][0][0]"),
     ],
 )
 def test_a_bad_lead_is_refused_and_nothing_is_written(
@@ -42,6 +56,16 @@ def test_a_bad_lead_is_refused_and_nothing_is_written(
     # Then one line names what is wrong (exit 2), and no lead or delivery exists
     assert error.startswith(message)
     assert count(engine, Lead) == 0 and count(engine, Delivery) == 0
+
+
+def test_a_lead_file_that_is_not_utf8_is_refused(
+    cli: Cli, form: int, engine: Leadrelay, tmp_path
+) -> None:
+    lead = tmp_path / "lead.json"
+    lead.write_bytes('{"city": "Montréal"}'.encode("latin-1"))
+    assert cli.error("submit", "--form", str(form), "--file", str(lead)) == (
+        "payload: not UTF-8 text (byte 15)")
+    assert count(engine, Lead) == 0
 
 
 def test_a_lead_for_an_unknown_form_is_refused(cli: Cli, engine: Leadrelay) -> None:
@@ -132,7 +156,8 @@ def test_unknown_objects_and_bad_values_are_usage_errors(
 @pytest.mark.parametrize(
     ("args", "start"),
     [
-        (["inspect", "abc"], "Invalid value for 'DELIVERY_ID': 'abc' is not a valid integer."),
+        (["inspect", "abc"], "Invalid value for 'DELIVERY_ID': 'abc' is not an id: give a whole "
+                             "number"),
         (["deliveries", "--state", "lost"], "Invalid value for '--state': 'lost' is not one of"),
         (["deliveries", "--since", "yesterday"], "Invalid value for '--since': 'yesterday' is"),
         (["integrations", "create", "--form", "1", "--name", "N", "--connector", "http_post",
@@ -151,6 +176,75 @@ def test_usage_errors_are_one_line_with_exit_code_2(cli: Cli, args: list[str], s
     error = cli.error(*args)
     assert error.startswith(start), error
     assert error.endswith("--help')")
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        # Ids past 64 bits once reached the database: OverflowError on SQLite,
+        # NumericValueOutOfRange on PostgreSQL, both "unexpected" (exit 1).
+        (["inspect", "99999999999999999999"], "Invalid value for 'DELIVERY_ID': "
+         "99999999999999999999 is not an id: ids are whole numbers from 1 to 9223372036854775807"),
+        (["inspect", "0"], "Invalid value for 'DELIVERY_ID': 0 is not an id"),
+        (["inspect", "--", "-3"], "Invalid value for 'DELIVERY_ID': -3 is not an id"),
+        (["submit", "--form", "99999999999999999999", "--json", "{}"],
+         "Invalid value for '--form': 99999999999999999999 is not an id"),
+        (["integrations", "show", "9223372036854775808"],
+         "Invalid value for 'INTEGRATION_ID': 9223372036854775808 is not an id"),
+        (["deliveries", "--integration", "99999999999999999999"],
+         "Invalid value for '--integration': 99999999999999999999 is not an id"),
+        (["replay", "--limit", "99999999999999999999", "--dry-run"],
+         "Invalid value for '--limit': 99999999999999999999 is not in the range"),
+        (["integrations", "create", "--form", "1", "--name", "N", "--connector", "http_post",
+          "--config", '{"url": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+         "Invalid value for '--config': nested too deeply to read"),
+    ],
+)
+def test_out_of_range_ids_and_unreadable_json_are_usage_errors(
+    cli: Cli, args: list[str], start: str
+) -> None:
+    error = cli.error(*args)
+    assert error.startswith(start), error
+
+
+def test_a_biggest_id_is_looked_up_not_refused(cli: Cli) -> None:
+    assert cli.error("inspect", "9223372036854775807") == (
+        "delivery 9223372036854775807 does not exist")
+
+
+def test_submit_with_the_broker_down_stores_the_lead_with_one_warning(
+    cli: Cli, form: int, engine: Leadrelay, unused_port: int
+) -> None:
+    # Given an active integration, and LEADRELAY_BROKER_URL naming a Redis that is down
+    add_integration(cli, form, "https://crm.example/leads")
+    down = {"LEADRELAY_BROKER_URL": f"redis://127.0.0.1:{unused_port}/0"}
+
+    # When a lead is submitted, by the command as its own process (logging as a user sees it)
+    result = subprocess.run(
+        [sys.executable, "-m", "leadrelay.cli", "submit", "--form", str(form),
+         "--json", json.dumps(LEAD)],
+        env={**cli.environ(), **down}, capture_output=True, text=True, timeout=120,
+    )
+
+    # Then it is stored with its delivery (exit 0), and one line says the sweeper sends it
+    assert result.returncode == 0, result.stderr
+    accepted = json.loads(result.stdout)
+    assert len(accepted["delivery_ids"]) == 1
+    assert result.stderr.splitlines() == [
+        f"warning: announcing 1 deliveries failed; the sweeper will send them (ConnectionError: "
+        f"Error 111 connecting to 127.0.0.1:{unused_port}. Connection refused.)"
+    ]
+    with engine.ledger.session() as s:
+        delivery = s.get(Delivery, accepted["delivery_ids"][0])
+        assert delivery is not None and delivery.state == "pending"
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_a_config_error(cli: Cli) -> None:
+    env = {"LEADRELAY_DATABASE_URL": "mysql://leadrelay:s3cret-pw@127.0.0.1/leadrelay",
+           "LEADRELAY_SECRET_KEY": SecretBox.generate_key()}
+    error = cli.error("accounts", "list", env=env)
+    assert error == ("LEADRELAY_DATABASE_URL must be a sqlite:/// or postgresql:// URL (the "
+                     "ledger runs on SQLite or PostgreSQL), got a 'mysql' URL")
 
 
 def test_worker_and_scheduler_need_a_shared_broker(cli: Cli) -> None:

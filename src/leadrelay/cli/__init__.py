@@ -5,12 +5,17 @@ Each module holds one group of verbs (:mod:`.run`, :mod:`.leads`, :mod:`.manage`
 :mod:`.demo`); this one assembles them and owns the exit-code policy: 0 ok,
 1 failure, 2 usage error. Every error is one line on standard error
 (``error: config.url: Input should be a valid URL…``), never a traceback —
-set ``LEADRELAY_DEBUG=1`` to get the traceback of an unexpected error.
+set ``LEADRELAY_DEBUG=1`` to get the traceback of an unexpected error. What the
+engine logs while a one-shot verb runs (``submit`` with the broker down) is one
+``warning: …`` line per record too; the services (``serve``, ``worker``,
+``scheduler``) configure their own log.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,6 +82,46 @@ class LeadrelayGroup(click.Group):
             raise _failure_for(exc) from None
 
 
+class OneLineLog(logging.Formatter):
+    """A log record as one ``warning: …`` line, its exception summed up in its type and
+    first line (the whole traceback with ``LEADRELAY_DEBUG=1``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record on one line."""
+        from .output import one_line
+
+        if os.environ.get("LEADRELAY_DEBUG") == "1":
+            return super().format(record)
+        kind = "warning" if record.levelno < logging.ERROR else "logged error"
+        line = f"{kind}: {one_line(record.getMessage())}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            line += f" ({type(exc).__name__}: {one_line(first)})" if first else (
+                f" ({type(exc).__name__})")
+        return line
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test runner's too)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.WARNING)
+        self.setFormatter(OneLineLog())
+
+    @property
+    def stream(self) -> Any:
+        """The current standard error."""
+        return sys.stderr
+
+
+def _one_line_logging() -> None:
+    """Records logged while no logging is configured (every verb but the services) print
+    as one line each, instead of with the whole traceback as Python's last resort does."""
+    if not isinstance(logging.lastResort, _Stderr):
+        logging.lastResort = _Stderr()
+
+
 def _usage_failure(exc: click.UsageError) -> click.ClickException:
     if isinstance(exc, click.exceptions.NoArgsIsHelpError):
         return exc  # a bare group name prints its help; keep that
@@ -129,6 +174,7 @@ def main() -> None:
 
     Exit codes: 0 ok, 1 failure, 2 usage error.
     """
+    _one_line_logging()
 
 
 def _register(group: click.Group, commands: Sequence[click.Command]) -> None:

@@ -9,6 +9,7 @@ import click
 
 from .context import pass_engine
 from .output import print_json, print_table, short_time
+from .params import ID
 
 if TYPE_CHECKING:
     from leadrelay.engine.app import Leadrelay
@@ -25,7 +26,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--account", "account_id", type=int, metavar="ID",
+@click.option("--account", "account_id", type=ID, metavar="ID",
               help="The account the key acts for.")
 @click.option("--operator", is_flag=True, help="An operator key (belongs to no account).")
 @click.option("--name", default="default", show_default=True, help="What the key is for.")
@@ -47,7 +48,7 @@ def keys_create(
 
 
 @keys.command("list")
-@click.option("--account", "account_id", type=int, metavar="ID", help="Only this account's keys.")
+@click.option("--account", "account_id", type=ID, metavar="ID", help="Only this account's keys.")
 @click.option("--operator", is_flag=True, help="Only operator keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_engine
@@ -64,7 +65,7 @@ def keys_list(app: Leadrelay, account_id: int | None, operator: bool, as_json: b
 
 
 @keys.command("revoke")
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=ID)
 @pass_engine
 def keys_revoke(app: Leadrelay, key_id: int) -> None:
     """Revoke a key: requests made with it are refused from now on."""

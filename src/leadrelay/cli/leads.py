@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -10,7 +9,7 @@ import click
 
 from .context import pass_engine
 from .output import clip, print_json, print_table, short_time, state_text
-from .params import STATES, delivery_filter, filter_options
+from .params import ID, MAX_ID, STATES, delivery_filter, filter_options, load_json
 
 if TYPE_CHECKING:
     from leadrelay.engine.app import Leadrelay
@@ -19,7 +18,7 @@ SOURCES = ("form", "facebook", "external", "import")
 
 
 @click.command()
-@click.option("--form", "form_id", type=int, required=True, metavar="ID",
+@click.option("--form", "form_id", type=ID, required=True, metavar="ID",
               help="The form the lead was submitted to.")
 @click.option("--json", "json_text", metavar="JSON", help="The lead, as a JSON object.")
 @click.option("--file", "lead_file", type=click.File("r", encoding="utf-8"),
@@ -46,21 +45,24 @@ def submit(
 
     if json_text is not None and lead_file is not None:
         raise click.UsageError("give the lead with --json or --file, not both")
-    if json_text is not None:
-        text = json_text
-    elif lead_file is not None:
-        text = lead_file.read()
-    else:
-        stdin = sys.stdin
-        if stdin is None or stdin.isatty():
-            raise click.UsageError("give the lead with --json, --file or on standard input")
-        text = stdin.read()
+    try:
+        if json_text is not None:
+            text = json_text
+        elif lead_file is not None:
+            text = lead_file.read()
+        else:
+            stdin = sys.stdin
+            if stdin is None or stdin.isatty():
+                raise click.UsageError("give the lead with --json, --file or on standard input")
+            text = stdin.read()
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"payload: not UTF-8 text (byte {exc.start})", field="payload") from None
     if not text.strip():
         raise BadInput("payload: empty: give the lead as a JSON object", field="payload")
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"payload: not valid JSON: {exc}", field="payload") from None
+        payload = load_json(text)
+    except ValueError as exc:
+        raise BadInput(f"payload: {exc}", field="payload") from None
     accepted = app.submit(form_id, payload, source=source, external_id=external_id)
     print_json({"lead_id": accepted.lead_id, "delivery_ids": list(accepted.delivery_ids)})
 
@@ -136,7 +138,7 @@ def _result(row: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @pass_engine
 def inspect(app: Leadrelay, delivery_id: int) -> None:
     """Print everything about one delivery as one JSON object.
@@ -150,7 +152,7 @@ def inspect(app: Leadrelay, delivery_id: int) -> None:
 
 @click.command()
 @filter_options
-@click.option("--limit", type=click.IntRange(min=0), default=0,
+@click.option("--limit", type=click.IntRange(min=0, max=MAX_ID), default=0,
               help="At most this many deliveries (0: all that match).")
 @click.option("--dry-run", is_flag=True,
               help="Show how many deliveries would be replayed and what would be sent; "

@@ -13,7 +13,7 @@ import click
 
 from .context import pass_engine
 from .output import print_json, print_table, short_time
-from .params import JSON_VALUE
+from .params import ID, JSON_VALUE
 
 if TYPE_CHECKING:
     from leadrelay.engine.app import Leadrelay
@@ -85,7 +85,7 @@ _THANKS = click.option("--thank-you-url", metavar="URL",
 
 
 @forms.command("create")
-@click.option("--account", "account_id", type=int, required=True, metavar="ID",
+@click.option("--account", "account_id", type=ID, required=True, metavar="ID",
               help="The account that owns the form.")
 @click.option("--name", required=True, help="The form's name.")
 @_ORIGIN
@@ -105,7 +105,7 @@ def forms_create(
 
 
 @forms.command("list")
-@click.option("--account", "account_id", type=int, metavar="ID", help="Only this account's forms.")
+@click.option("--account", "account_id", type=ID, metavar="ID", help="Only this account's forms.")
 @_JSON_FLAG
 @pass_engine
 def forms_list(app: Leadrelay, account_id: int | None, as_json: bool) -> None:
@@ -114,7 +114,7 @@ def forms_list(app: Leadrelay, account_id: int | None, as_json: bool) -> None:
 
 
 @forms.command("show")
-@click.argument("form_id", type=int)
+@click.argument("form_id", type=ID)
 @pass_engine
 def forms_show(app: Leadrelay, form_id: int) -> None:
     """Print one form as JSON: public key, allowed origins, required fields."""
@@ -122,7 +122,7 @@ def forms_show(app: Leadrelay, form_id: int) -> None:
 
 
 @forms.command("update")
-@click.argument("form_id", type=int)
+@click.argument("form_id", type=ID)
 @click.option("--name", help="A new name.")
 @_ORIGIN
 @click.option("--no-allowed-origins", is_flag=True, help="Allow no page origin any more.")
@@ -157,7 +157,7 @@ def forms_update(
 
 
 @forms.command("rotate-key")
-@click.argument("form_id", type=int)
+@click.argument("form_id", type=ID)
 @_JSON_FLAG
 @pass_engine
 def forms_rotate_key(app: Leadrelay, form_id: int, as_json: bool) -> None:
@@ -203,7 +203,7 @@ _REALTIME_HELP = "Deliver inside the submission request of the HTTP API, waiting
 
 
 @integrations.command("create")
-@click.option("--form", "form_id", type=int, required=True, metavar="ID",
+@click.option("--form", "form_id", type=ID, required=True, metavar="ID",
               help="The form whose leads go to this integration.")
 @click.option("--name", required=True, help="A name for the integration.")
 @click.option("--connector", required=True, help="The connector (see `leadrelay plugins`).")
@@ -233,7 +233,7 @@ def integrations_create(
 
 
 @integrations.command("list")
-@click.option("--form", "form_id", type=int, metavar="ID", help="Only this form's integrations.")
+@click.option("--form", "form_id", type=ID, metavar="ID", help="Only this form's integrations.")
 @_JSON_FLAG
 @pass_engine
 def integrations_list(app: Leadrelay, form_id: int | None, as_json: bool) -> None:
@@ -242,7 +242,7 @@ def integrations_list(app: Leadrelay, form_id: int | None, as_json: bool) -> Non
 
 
 @integrations.command("show")
-@click.argument("integration_id", type=int)
+@click.argument("integration_id", type=ID)
 @pass_engine
 def integrations_show(app: Leadrelay, integration_id: int) -> None:
     """Print one integration as JSON, its config's secrets redacted."""
@@ -252,7 +252,7 @@ def integrations_show(app: Leadrelay, integration_id: int) -> None:
 
 
 @integrations.command("update")
-@click.argument("integration_id", type=int)
+@click.argument("integration_id", type=ID)
 @click.option("--name", help="A new name.")
 @click.option("--config", type=JSON_VALUE,
               help="A new config; it replaces the whole config, secrets included.")
@@ -279,7 +279,7 @@ def integrations_update(
 
 
 @integrations.command("activate")
-@click.argument("integration_id", type=int)
+@click.argument("integration_id", type=ID)
 @_JSON_FLAG
 @pass_engine
 def integrations_activate(app: Leadrelay, integration_id: int, as_json: bool) -> None:
@@ -288,7 +288,7 @@ def integrations_activate(app: Leadrelay, integration_id: int, as_json: bool) ->
 
 
 @integrations.command("deactivate")
-@click.argument("integration_id", type=int)
+@click.argument("integration_id", type=ID)
 @_JSON_FLAG
 @pass_engine
 def integrations_deactivate(app: Leadrelay, integration_id: int, as_json: bool) -> None:

@@ -148,8 +148,10 @@ def _problem(char: str) -> str:
 
 def _integer_problem(number: int) -> str:
     # Never str() a huge one: 5,000 digits is over Python's conversion limit.
-    bits = number.bit_length()
-    digits = len(str(abs(number))) if bits < 10_000 else math.floor(bits * math.log10(2)) + 1
+    size = abs(number)
+    digits = math.floor(size.bit_length() * math.log10(2)) + 1  # or one more than it has
+    if size < 10 ** (digits - 1):
+        digits -= 1
     return (f"a number of {digits} digits is outside JSON's safe range "
             f"(±{MAX_SAFE_INTEGER}); send it as a string")
 

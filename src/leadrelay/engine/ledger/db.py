@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,30 @@ from ..batching import WriteQueue
 from ..errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: The database URL schemes leadrelay runs on.
+SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+#: One migration at a time in this process: Alembic's ``context`` and ``op`` are module
+#: globals, so two engines built at once in two threads would run into each other.
+_MIGRATING = threading.Lock()
+#: The PostgreSQL advisory lock that serialises migrations across processes
+#: (several ``leadrelay worker`` started at once on a new database); any fixed key of
+#: leadrelay's own will do: this one is the bytes of "leadrela", shifted into 63 bits.
+_MIGRATION_LOCK_KEY = int.from_bytes(b"leadrelay"[:8], "big") >> 1
+
+
+def check_database_url(url: str, *, field: str = "LEADRELAY_DATABASE_URL") -> None:
+    """:class:`ConfigError` naming ``field`` and the supported schemes unless ``url`` is a
+    ``sqlite:`` or ``postgresql:`` URL. The message never shows the URL (it may hold a
+    password), only its scheme."""
+    scheme = url.split(":", 1)[0].strip().lower() if isinstance(url, str) and ":" in url else ""
+    if scheme not in SCHEMES:
+        shown = f"a {scheme!r} URL" if scheme else "no URL scheme"
+        raise ConfigError(
+            f"{field} must be a sqlite:/// or postgresql:// URL (the ledger runs on SQLite "
+            f"or PostgreSQL), got {shown}",
+            field=field,
+        )
 
 
 class Ledger:
@@ -27,6 +51,7 @@ class Ledger:
 
     def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
         self.url = url
+        check_database_url(url)
         try:
             self.engine = _create_engine(url, pool_size=pool_size)
         except (ArgumentError, ValueError) as exc:
@@ -57,10 +82,20 @@ class Ledger:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (a no-op when it is there)."""
+        """Bring the schema to the newest revision (a no-op when it is there).
+
+        Safe to call from several threads and processes at once on a new database: one
+        migrates, the others then find the schema at its newest revision. Threads of
+        this process take turns on a lock; processes on PostgreSQL on an advisory lock
+        held by the migration's transaction, and on SQLite on its write lock (every
+        transaction here begins IMMEDIATE).
+        """
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with _MIGRATING, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                             {"key": _MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
