@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from .report import (
     page_deliveries,
 )
 from .runtime import ProxyRoutes, RuntimeCache
+from .scheduler import DIGEST_EVERY, Scheduler
 from .secrets import SecretBox
 from .settings import Settings
 from .sweeper import Sweeper, SweepReport
@@ -80,10 +80,13 @@ class Leadrelay:
         )
         self.keys = ApiKeys(self.ledger, self.clock)
         self.posts = Posts(self)
+        from .digest.service import Digests
+
+        #: The failure digest (``LEADRELAY_SMTP_URL``): runs, send now, preview, history.
+        self.digests = Digests(self.ledger, self.clock, self.settings)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
-        self._sweeping: threading.Event | None = None
-        self._sweep_thread: threading.Thread | None = None
+        self._scheduler: Scheduler | None = None
 
     # -- intake ---------------------------------------------------------------------
 
@@ -219,24 +222,26 @@ class Leadrelay:
             with _quiet(self.broker.logger, "same type twice"):
                 self._slow_worker.start()
 
+    def start_scheduler(
+        self, *, sweep_every: float | None = None, digest: bool = True,
+        digest_every: float = DIGEST_EVERY,
+    ) -> Scheduler:
+        """Start the periodic jobs in background threads (see :mod:`.scheduler`): the
+        sweeper every ``sweep_every`` seconds (``LEADRELAY_SWEEP_INTERVAL``) and, with
+        ``digest``, the failure digest every ``digest_every``. Each runs once at once."""
+        if self._scheduler is None:
+            scheduler = Scheduler()
+            scheduler.every("sweep", sweep_every or self.settings.sweep_interval,
+                            self.sweeper.sweep)
+            if digest:
+                scheduler.every("digest", digest_every, self.digests.run)
+            scheduler.start()
+            self._scheduler = scheduler
+        return self._scheduler
+
     def start_sweeper(self, interval: float | None = None) -> None:
-        """Start the sweeper loop in a background thread."""
-        if self._sweep_thread is not None:
-            return
-        stop = threading.Event()
-        period = interval or self.settings.sweep_interval
-
-        def loop() -> None:
-            while not stop.is_set():
-                try:
-                    self.sweeper.sweep()
-                except Exception:  # a database hiccup must not end the loop
-                    log.exception("sweep failed")
-                stop.wait(period)
-
-        self._sweeping = stop
-        self._sweep_thread = threading.Thread(target=loop, name="leadrelay-sweeper", daemon=True)
-        self._sweep_thread.start()
+        """Start the sweeper alone, every ``interval`` seconds, in a background thread."""
+        self.start_scheduler(sweep_every=interval, digest=False)
 
     def join(self, timeout: float = 30.0) -> None:
         """Wait until the in-process queue is drained (in-process broker only)."""
@@ -253,12 +258,10 @@ class Leadrelay:
                 self._slow_worker.join()
 
     def close(self) -> None:
-        """Stop the worker and sweeper, close connections."""
-        if self._sweeping is not None:
-            self._sweeping.set()
-            assert self._sweep_thread is not None
-            self._sweep_thread.join()
-            self._sweeping = self._sweep_thread = None
+        """Stop the worker and the scheduler, close connections."""
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         self.realtime.close()
         self.dispatcher.announcer.close()
         if self._worker is not None:

@@ -7,7 +7,6 @@ ledger is left as it was.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .clock import Clock
+from .digest.addresses import check_address
+from .digest.settings import check_hours
 from .errors import BadInput, ConfigError, NotFound, PlanLimitError
 from .expectations import Expectations
 from .forms import check_origins, check_required_fields, check_thank_you_url, new_public_key
@@ -28,11 +29,11 @@ from .transport import Transport
 
 #: Plans every new ledger starts with (name → max active integrations).
 DEFAULT_PLANS = {"free": 1, "starter": 5, "growth": 25, "scale": 250}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INTEGRATION_FIELDS = frozenset(
     {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool"}
 )
 
+_ACCOUNT_FIELDS = frozenset({"name", "owner_email", "digest_hours"})
 _FORM_FIELDS = frozenset(
     {"name", "allowed_origins", "required_fields", "thank_you_url", "active"}
 )
@@ -80,10 +81,7 @@ class Management:
     def create_account(self, name: str, owner_email: str, plan: str = "starter") -> Account:
         """Add an account on ``plan``."""
         _require_name(name, "name")
-        if not isinstance(owner_email, str) or not _EMAIL.match(owner_email):
-            raise BadInput(
-                f"owner_email: {owner_email!r} is not an email address", field="owner_email"
-            )
+        check_address(owner_email, "owner_email")
         with self.ledger.session() as s:
             self.ensure_plans(s)
             plan_row = s.scalar(select(Plan).where(Plan.name == plan))
@@ -94,6 +92,29 @@ class Management:
                 name=name, owner_email=owner_email, plan_id=plan_row.id, created_at=self.clock.now()
             )
             s.add(account)
+            s.flush()
+            s.refresh(account)
+        return account
+
+    def update_account(self, account_id: int, *, scope: int | None = None,
+                       **changes: Any) -> Account:
+        """Change an account's name, owner email (where its digest goes) or digest interval
+        (``digest_hours``; ``None``: the deployment's); validated whole before it is written."""
+        unknown = set(changes) - _ACCOUNT_FIELDS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise BadInput(f"{key}: not a setting of an account", field=key)
+        if "name" in changes:
+            _require_name(changes["name"], "name")
+        if "owner_email" in changes:
+            check_address(changes["owner_email"], "owner_email")
+        if changes.get("digest_hours") is not None:
+            changes["digest_hours"] = check_hours(changes["digest_hours"], "digest_hours",
+                                                  error=BadInput)
+        with self.ledger.session() as s:
+            account = _get(s, Account, account_id, "account", scope=scope, owner=lambda a: a.id)
+            for key, value in changes.items():
+                setattr(account, key, value)
             s.flush()
             s.refresh(account)
         return account

@@ -71,7 +71,16 @@ class Settings:
     #: Seconds a claimed delivery may be in flight before the sweeper reclaims it.
     lease_seconds: float = 120.0
     worker_threads: int = 8
+    #: The failure digest's SMTP server (see :mod:`.digest.smtp`); unset: no digest is sent.
     smtp_url: str | None = None
+    #: Hours each failure digest covers, unless an account sets its own.
+    digest_hours: float = 6.0
+    #: Tries of a digest the SMTP server refuses before it is given up.
+    digest_attempts: int = 3
+    #: The digest's sender address.
+    digest_from: str = "leadrelay@localhost.localdomain"
+    #: The HTTP API's base URL as its users reach it, for the digest's links.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,7 +119,7 @@ class Settings:
             sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0),
             lease_seconds=_number(env, "LEADRELAY_LEASE_SECONDS", 120.0),
             worker_threads=int(_number(env, "LEADRELAY_WORKER_THREADS", 8)),
-            smtp_url=env.get("LEADRELAY_SMTP_URL") or None,
+            **_digest_settings(env),
         )
 
     def plugins(self) -> PluginsFile:
@@ -129,6 +138,27 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be positive", field=name)
     return value
+
+
+def _digest_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The failure digest's variables, each checked (a bad one names itself)."""
+    from .digest.settings import (
+        DEFAULT_SENDER,
+        check_attempts,
+        check_hours,
+        check_public_url,
+        check_sender,
+        check_smtp_url,
+    )
+
+    return {
+        "smtp_url": check_smtp_url(env.get("LEADRELAY_SMTP_URL") or None),
+        "digest_hours": check_hours(env.get("LEADRELAY_DIGEST_HOURS") or "6",
+                                    "LEADRELAY_DIGEST_HOURS"),
+        "digest_attempts": check_attempts(env.get("LEADRELAY_DIGEST_ATTEMPTS") or "3"),
+        "digest_from": check_sender(env.get("LEADRELAY_DIGEST_FROM") or DEFAULT_SENDER),
+        "public_url": check_public_url(env.get("LEADRELAY_PUBLIC_URL") or None),
+    }
 
 
 def _embedded_key(home: Path) -> str:

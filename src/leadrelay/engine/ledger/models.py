@@ -99,6 +99,9 @@ class Account(Base):
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"))
     api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Hours each failure digest of this account covers; ``None``: the deployment's
+    #: ``LEADRELAY_DIGEST_HOURS`` (revision 0004).
+    digest_hours: Mapped[float | None] = mapped_column(default=None)
     plan: Mapped[Plan] = relationship(lazy="joined")
 
 
@@ -295,3 +298,60 @@ class IdempotentPost(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotent_posts_key"),)
+
+
+# -- the failure digest (revision 0004) -------------------------------------------------
+
+
+class DigestState(enum.StrEnum):
+    """Where one account's digest of one window stands."""
+
+    CLAIMED = "claimed"
+    """Claimed by a scheduler; not sent yet, or to be tried again at ``next_try_at``."""
+    SENDING = "sending"
+    """Handed to the SMTP server by one scheduler right now."""
+    SENT = "sent"
+    """The SMTP server accepted it."""
+    FAILED = "failed"
+    """Given up: the server refused it as many times as allowed."""
+    IN_DOUBT = "in_doubt"
+    """The server may have it (the answer to the message never came): never sent again."""
+    SKIPPED = "skipped"
+    """Nothing was left to report when its turn came (what it counted was delivered since)."""
+
+
+class Digest(Base):
+    """One failure digest: one account, one window, sent at most once.
+
+    The row is the claim: a scheduler inserts it before anything is sent, and the unique
+    (account, window start) lets one scheduler in, whatever runs at the same time. The
+    Message-ID is chosen at the claim, so a digest tried again carries the same one.
+    """
+
+    __tablename__ = "digests"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    message_id: Mapped[str] = mapped_column(String(255))
+    recipient: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16))
+    #: Tries so far (a try that never reached the server counts too).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Tries the server refused (recipient or message): the digest gives up after a few.
+    refusals: Mapped[int] = mapped_column(Integer, default=0)
+    #: When a claimed digest may be tried (again).
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When the last try began; a digest left ``sending`` long after it is in doubt.
+    tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: How many deliveries the digest reported when it was last built.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: The last try's error, safe to show (never a password).
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "window_start", name="uq_digests_account_window"),
+        Index("ix_digests_state_next_try", "state", "next_try_at"),
+    )
