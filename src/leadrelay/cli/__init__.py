@@ -183,12 +183,12 @@ def _register(group: click.Group, commands: Sequence[click.Command]) -> None:
 
 
 def _assemble() -> None:
-    from . import demo, keys, leads, manage, new_connector, plugins, run, static_ips
+    from . import demo, digest, keys, leads, manage, new_connector, plugins, run, static_ips
 
     _register(main, [run.serve, run.api, run.worker, run.scheduler, demo.demo,
                      leads.submit, leads.deliveries, leads.inspect, leads.replay,
                      plugins.plugins_command, static_ips.static_ips, keys.secret_key, keys.keys,
-                     new_connector.new_connector,
+                     new_connector.new_connector, digest.digest,
                      manage.accounts, manage.forms, manage.integrations])
 
 

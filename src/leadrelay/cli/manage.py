@@ -43,6 +43,31 @@ def accounts_create(app: Leadrelay, name: str, owner_email: str, plan: str, as_j
     _show_accounts([_account(account, plan)], as_json, single=True)
 
 
+@accounts.command("update")
+@click.argument("account_id", type=int)
+@click.option("--name", help="A new name.")
+@click.option("--owner-email", help="Who receives the failure digest from now on.")
+@click.option("--digest-hours", metavar="HOURS",
+              help="Hours each failure digest of this account covers; 'default' for the "
+                   "deployment's LEADRELAY_DIGEST_HOURS.")
+@_JSON_FLAG
+@pass_engine
+def accounts_update(app: Leadrelay, account_id: int, name: str | None, owner_email: str | None,
+                    digest_hours: str | None, as_json: bool) -> None:
+    """Change an account's name, owner email or digest interval."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if owner_email is not None:
+        changes["owner_email"] = owner_email
+    if digest_hours is not None:
+        changes["digest_hours"] = None if digest_hours == "default" else digest_hours
+    if not changes:
+        raise click.UsageError("nothing to change: give --name, --owner-email or --digest-hours")
+    account = app.manage.update_account(account_id, **changes)
+    _show_accounts([_account(account)], as_json, single=True)
+
+
 @accounts.command("list")
 @_JSON_FLAG
 @pass_engine
@@ -53,7 +78,8 @@ def accounts_list(app: Leadrelay, as_json: bool) -> None:
 
 def _account(a: Account, plan: str | None = None) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "owner_email": a.owner_email,
-            "plan": plan or a.plan.name, "created_at": a.created_at.isoformat()}
+            "plan": plan or a.plan.name, "digest_hours": a.digest_hours,
+            "created_at": a.created_at.isoformat()}
 
 
 def _show_accounts(rows: list[dict[str, Any]], as_json: bool, *, single: bool = False) -> None:

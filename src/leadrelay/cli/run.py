@@ -10,10 +10,14 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from .context import close_engine, engine, safe_url
+
+if TYPE_CHECKING:
+    from leadrelay.engine.app import Leadrelay
 
 _THREADS = click.option(
     "--threads", type=click.IntRange(min=1, max=256), default=None,
@@ -51,8 +55,8 @@ def serve(host: str, port: int, threads: int | None, log_level: str) -> None:
     app = engine()
     count = threads or app.settings.worker_threads
     app.start_worker(threads=count)
-    app.start_sweeper()
-    _announce(f"serve: {count} worker threads and the scheduler")
+    app.start_scheduler()
+    _announce(f"serve: {count} worker threads and the scheduler ({_digest_note(app)})")
 
     def ready(url: str) -> None:
         click.echo(f"leadrelay serve: API at {url} (docs at {url}/docs)", err=True)
@@ -117,18 +121,30 @@ def worker(threads: int | None, log_level: str) -> None:
 @click.command()
 @_LOG_LEVEL
 def scheduler(log_level: str) -> None:
-    """Run the sweeper loop only: re-send due and lost deliveries from the ledger.
+    """Run the periodic jobs: the sweeper and the failure digest.
 
-    Production runs exactly one, beside any number of workers (needs
-    LEADRELAY_BROKER_URL=redis://…). Its period is LEADRELAY_SWEEP_INTERVAL
-    seconds. On the embedded default, `leadrelay serve` runs it instead.
+    The sweeper re-sends due and lost deliveries from the ledger every
+    LEADRELAY_SWEEP_INTERVAL seconds; the digest job sends each account owner
+    the failures of every window that closed (LEADRELAY_DIGEST_HOURS, through
+    LEADRELAY_SMTP_URL). Production runs one beside any number of workers (needs
+    LEADRELAY_BROKER_URL=redis://…); several are safe, each digest is claimed in
+    the ledger and sent once. On the embedded default, `leadrelay serve` runs it.
     """
     _require_broker("scheduler")
     _logging(log_level)
     app = engine()
-    app.start_sweeper()
-    _announce(f"scheduler: sweeping every {app.settings.sweep_interval:g}s")
+    app.start_scheduler()
+    _announce(f"scheduler: sweeping every {app.settings.sweep_interval:g}s, "
+              f"{_digest_note(app)}")
     _until_stopped()
+
+
+def _digest_note(app: Leadrelay) -> str:
+    smtp = app.digests.smtp
+    if smtp is None:
+        return "no failure digest: LEADRELAY_SMTP_URL is unset"
+    return (f"failure digests of {app.settings.digest_hours:g} h windows "
+            f"through {smtp.safe_url()}")
 
 
 def _require_broker(verb: str) -> None:
@@ -145,8 +161,10 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "debug":
-        # Alembic narrates every start at INFO: noise in a service log.
+        # Alembic narrates every start at INFO, APScheduler every job run: noise in a
+        # service log.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _announce(what: str) -> None:

@@ -17,8 +17,7 @@ from pytest_httpserver import HTTPServer
 
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
-
-from .mailbox import Mailbox
+from smtp_mailbox import Mailbox
 
 ONE_TRY = {"max_attempts": 1}
 THREE_TRIES = {"max_attempts": 3, "delays": ["1m", "1m"], "jitter": 0}

@@ -16,9 +16,9 @@ from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.digest.windows import Window
 from leadrelay.engine.ledger import Delivery, DeliveryState, Digest
+from smtp_mailbox import Mailbox
 
 from .conftest import OWNER, THREE_TRIES, Crm
-from .mailbox import Mailbox
 
 
 def given_up_in(app: Leadrelay, start: datetime, end: datetime) -> set[int]:
