@@ -27,6 +27,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/forms/{form_id}"): {"name": "Renamed"},
     ("patch", "/v1/integrations/{integration_id}"): {"name": "Renamed"},
     ("post", "/v1/accounts/{account_id}/keys"): {"name": "more"},
+    ("patch", "/v1/accounts/{account_id}/digest"): {"digest_hours": 12},
 }
 
 

@@ -33,7 +33,7 @@ from .book import DigestBook, Owner
 from .content import DigestContent, build_content, count_failures
 from .render import Rendered, iso, render
 from .smtp import SmtpInDoubt, SmtpRefused, SmtpServer, SmtpUnavailable
-from .windows import Window, closed_since, last_closed, length_of, window_at
+from .windows import TICK, Window, closed_since, last_closed, length_of, window_at
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,8 @@ class Digests:
             for window in closed_since(after, now, hours):
                 self._claim(owner, window, now)
                 after = window.end
-            current = Window(max(after, window_at(now, hours).start), now)
+            # Up to and including now: what failed at this very instant is in it.
+            current = Window(max(after, window_at(now, hours).start), now + TICK)
             if current.start < current.end and not self._claim(owner, current, now):
                 results.append(DigestResult(owner.id, current, "empty", owner.email))
             for digest in self.book.due(now, owner.id, force=True):
@@ -197,7 +198,7 @@ class Digests:
         for owner in owners:
             current = window_at(now, self._hours(owner))
             window = Window(max(current.start, min(covered.get(owner.id, current.start), now)),
-                            now)
+                            now + TICK)
             content = self._content(owner, window, now)
             rendered = render(content, public_url=self.settings.public_url) if content.total \
                 else None
