@@ -32,9 +32,9 @@ from .windows import Window
 #: Integrations shown, at most; the others are totalled.
 TOP_INTEGRATIONS = 10
 #: Reasons shown per integration and kind, at most; the others are totalled.
-TOP_REASONS = 5
+TOP_REASONS = 3
 #: Characters of a sample CRM answer shown.
-SAMPLE_CHARS = 300
+SAMPLE_CHARS = 200
 #: Characters of a reason shown.
 REASON_CHARS = 300
 
