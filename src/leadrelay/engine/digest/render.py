@@ -171,7 +171,7 @@ _STYLE = ("body{font-family:sans-serif;line-height:1.4;max-width:46em;margin:1em
           "table{border-collapse:collapse;margin:.5em 0}"
           "th,td{border:1px solid #999;padding:.25em .5em;text-align:left;vertical-align:top}"
           "code,pre{font-family:monospace;background:#f2f2f2}"
-          "pre{padding:.5em;white-space:pre-wrap;word-break:break-all}"
+          "pre{padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere}"
           ".warn{color:#8a1c00;font-weight:bold}")
 
 
