@@ -9,8 +9,10 @@ promises are then checked on the whole history — "never moved back from delive
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,6 +86,13 @@ _ATTEMPT_COLUMNS = (
 )
 
 
+def _utc(value: datetime | str) -> datetime:
+    """A time of the ledger as an aware UTC datetime (SQLite keeps naive UTC text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def sqlalchemy_url(url: str) -> str:
     """``url`` with the driver the project installs (psycopg 3) named for PostgreSQL."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -134,15 +143,24 @@ class LedgerView:
     def attempts(self, delivery_id: int | None = None) -> list[dict[str, Any]]:
         """Attempts (of one delivery, or all), in (delivery, number, id) order."""
         where = "" if delivery_id is None else "where delivery_id = :id"
-        return self._rows(
+        rows = self._rows(
             f"select {_ATTEMPT_COLUMNS} from attempts {where} order by delivery_id, number, id",
             id=delivery_id,
         )
+        for row in rows:  # SQLite hands JSON, times and booleans back as text and integers
+            if isinstance(row["exchanges"], str):
+                row["exchanges"] = json.loads(row["exchanges"])
+            row["stale"] = bool(row["stale"])
+            row["started_at"] = _utc(row["started_at"])
+        return rows
 
     def state_log(self, delivery_id: int | None = None) -> list[dict[str, Any]]:
         """Every state change the audit trigger saw, in order."""
         where = "" if delivery_id is None else "where delivery_id = :id"
-        return self._rows(f"select * from fault_state_log {where} order by id", id=delivery_id)
+        rows = self._rows(f"select * from fault_state_log {where} order by id", id=delivery_id)
+        for row in rows:
+            row["at"] = _utc(row["at"])
+        return rows
 
     def attempt_log(self, delivery_id: int | None = None) -> list[dict[str, Any]]:
         """Every insert of an attempt and change of its outcome, in order."""

@@ -149,15 +149,14 @@ class Deployment:
             service.wait_ready()
         return started
 
-    def workers(self, count: int = 1, threads: int = 4) -> list[Service]:
-        """``count`` workers on the shared broker (or one ``serve`` when embedded)."""
-        if self.embedded:
-            return self.start_all(("serve", "--threads", str(threads)))
-        return self.start_all(*(("worker", "--threads", str(threads)),) * count)
-
-    def logs_text(self) -> str:
-        """Every process's output, for a failure message."""
-        return "\n".join(f"--- {s.name} (pid {s.pid}):\n{s.log()}" for s in self.services)
+    def logs_text(self, lines: int = 40, width: int = 400) -> str:
+        """The end of every process's output (``lines`` lines each, cut at ``width``
+        characters), for a failure message; the whole logs stay in the test's directory."""
+        parts = []
+        for s in self.services:
+            tail = [line[:width] for line in s.log().splitlines()[-lines:]]
+            parts.append(f"--- {s.name} (pid {s.pid}, {s.log_path}):\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def stop_all(self) -> None:
         """Kill whatever still runs (a test's own stops come first; this is cleanup)."""

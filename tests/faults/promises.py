@@ -16,14 +16,15 @@ log) and everything the CRM received:
   a delivery with at least as many attempts on record as requests (no send nobody knows);
 - **duplicates only where an answer was lost**: a CRM that creates a lead on every
   request it receives got a delivery's lead more than once only as often as an attempt
-  of that delivery lost its answer — ended in doubt, or recorded by a stale sender — and
-  every resend after one names it (``resend_of``).
+  of that delivery lost its answer — ended in doubt, was recorded by a stale sender, or
+  got no answer (a timeout) — always under the delivery's idempotency key; and
+  every resend of an attempt in doubt names it (``resend_of``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,8 @@ class Findings:
     crm_requests: int
     #: Requests beyond the first per delivery, at a CRM that creates on every request.
     duplicates: int
-    in_doubt: int
+    #: Attempts whose answer was lost (in doubt, stale, timed out).
+    lost_answers: int
     stale: int
     #: The most attempts any delivery had, all kinds counted.
     max_attempts: int
@@ -64,16 +66,32 @@ class Findings:
             "lost": self.deliveries - self.delivered - self.not_integrated,
             "crm_requests": self.crm_requests,
             "duplicates": self.duplicates,
-            "in_doubt": self.in_doubt,
+            "lost_answers": self.lost_answers,
             "stale": self.stale,
             "max_attempts": self.max_attempts,
         }
 
 
-def lost_answer(attempt: dict[str, Any]) -> bool:
+def in_doubt(attempt: dict[str, Any]) -> bool:
     """Whether the attempt's sender never got to record its answer in time: the lease
     ran out (in doubt) or its late record was kept as stale."""
     return attempt["outcome"] == IN_DOUBT or bool(attempt["stale"])
+
+
+def unanswered(attempt: dict[str, Any]) -> bool:
+    """Whether the attempt's request left and no whole answer came back (a timeout, a
+    reset, a body cut short): the CRM may have the lead."""
+    exchanges = attempt["exchanges"] or []
+    if not exchanges:
+        return False
+    last = exchanges[-1]
+    return last.get("response") is None or bool(last.get("error"))
+
+
+def lost_answer(attempt: dict[str, Any]) -> bool:
+    """Whether the CRM may have the lead though the attempt did not see it accepted: in
+    doubt, or sent without an answer (see :func:`unanswered`)."""
+    return in_doubt(attempt) or (attempt["outcome"] != "accepted" and unanswered(attempt))
 
 
 def check_promises(
@@ -82,12 +100,31 @@ def check_promises(
     *,
     max_attempts: int,
     creates_on_every_request: bool = True,
+    only: Collection[int] | None = None,
+    settled: bool = True,
 ) -> Findings:
-    """Assert every promise of the module docstring; what was found."""
+    """Assert every promise of the module docstring; what was found.
+
+    :param received: every request the CRM(s) received.
+    :param max_attempts: the retry policy's.
+    :param creates_on_every_request: the CRM would have created a lead for each request
+        (it answered, or would have, with success): then a second request is a duplicate.
+    :param only: check these deliveries (and the requests carrying their keys) alone.
+    :param settled: every delivery has ended by now; with False, one still pending must be
+        due for its next attempt (durable, not lost), and none may be claimed.
+    """
     deliveries = ledger.deliveries()
     attempts = ledger.attempts()
     states = ledger.state_log()
     outcome_log = ledger.attempt_log()
+    if only is not None:
+        wanted = set(only)
+        keys = {d["idempotency_key"] for d in deliveries if d["id"] in wanted}
+        deliveries = [d for d in deliveries if d["id"] in wanted]
+        attempts = [a for a in attempts if a["delivery_id"] in wanted]
+        states = [s for s in states if s["delivery_id"] in wanted]
+        outcome_log = [e for e in outcome_log if e["delivery_id"] in wanted]
+        received = [r for r in received if r.idempotency_key in keys]
     context = (f"\ndeliveries: {dumps(deliveries)}\nattempts: {dumps(_brief(attempts))}"
                f"\nstate log: {dumps(states)}\noutcome log: {dumps(outcome_log)}")
     by_delivery: dict[int, list[dict[str, Any]]] = {d["id"]: [] for d in deliveries}
@@ -96,6 +133,8 @@ def check_promises(
 
     # Nothing lost.
     unsettled = [d for d in deliveries if d["state"] not in FINAL]
+    if not settled:
+        unsettled = [d for d in unsettled if d["state"] != "pending" or d["next_due_at"] is None]
     assert not unsettled, f"deliveries not settled: {dumps(unsettled)}{context}"
     unexplained = [d for d in deliveries if d["state"] == "not_integrated" and not d["last_reason"]]
     assert not unexplained, f"failed without a reason: {dumps(unexplained)}{context}"
@@ -123,7 +162,7 @@ def check_promises(
             f"delivery {delivery_id}: {len(verdicts)} verdicts > policy {max_attempts}{context}")
         run = longest = 0
         for a in mine:
-            run = run + 1 if lost_answer(a) else 0
+            run = run + 1 if in_doubt(a) else 0
             longest = max(longest, run)
         assert longest <= MAX_IN_DOUBT, (
             f"delivery {delivery_id}: {longest} attempts in doubt in a row{context}")
@@ -149,10 +188,12 @@ def check_promises(
         lost = [a for a in mine if lost_answer(a)]
         for a in mine:
             previous = [b for b in mine if b["number"] == a["number"] - 1]
-            if previous and lost_answer(previous[0]):
+            if previous and in_doubt(previous[0]):
                 assert a["resend_of"] == previous[0]["number"], (
                     f"delivery {delivery_id}: attempt {a['number']} resends in-doubt attempt "
                     f"{previous[0]['number']} without saying so{context}")
+        accepted = [a for a in mine if a["outcome"] == "accepted" and not a["stale"]]
+        assert len(accepted) <= 1, f"delivery {delivery_id}: accepted twice{context}"
         if creates_on_every_request:
             key = next(d["idempotency_key"] for d in deliveries if d["id"] == delivery_id)
             extra = max(0, requests.get(key, 0) - 1)
@@ -169,7 +210,7 @@ def check_promises(
         not_integrated=counts["not_integrated"],
         crm_requests=len(received),
         duplicates=duplicates,
-        in_doubt=sum(1 for a in attempts if a["outcome"] == IN_DOUBT or a["stale"]),
+        lost_answers=sum(1 for a in attempts if lost_answer(a)),
         stale=sum(1 for a in attempts if a["stale"]),
         max_attempts=max((len(m) for m in by_delivery.values()), default=0),
         attempts=len(attempts),

@@ -35,7 +35,7 @@ COLUMNS = (
     ("leads", "leads"),
     ("crm_requests", "CRM requests"),
     ("duplicates", "duplicates"),
-    ("in_doubt", "answers lost"),
+    ("lost_answers", "answers lost"),
     ("stale", "stale records"),
     ("lost", "leads lost"),
     ("ended", "ended"),

@@ -19,14 +19,16 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.intake import LeadIn
+from leadrelay.engine.ledger import Delivery
 from leadrelay.engine.secrets import SecretBox
 from leadrelay.engine.settings import Settings
 
@@ -41,11 +43,13 @@ from .processes import Deployment, Service
 FAULTS_REDIS_DB = int(os.environ.get("LEADRELAY_TEST_FAULTS_REDIS_DB", "13"))
 
 #: Connector timeouts of every process (``plugins.toml``): the attempt deadline is
-#: their sum, 1.5 s, so a lease of 4 s exceeds twice the deadline, as the settings require.
-CONNECT_TIMEOUT = 0.5
-READ_TIMEOUT = 1.0
+#: their sum, 1.1 s. Short, so that scenarios waiting for real timeouts take seconds.
+#: (The lease is the default: the settings refuse one shorter than twice the longest
+#: deadline any integration may declare, minutes; :meth:`Stack.expire_lease` stands in
+#: for waiting it out.)
+CONNECT_TIMEOUT = 0.3
+READ_TIMEOUT = 0.8
 ATTEMPT_DEADLINE = CONNECT_TIMEOUT + READ_TIMEOUT
-LEASE_SECONDS = 4.0
 SWEEP_INTERVAL = 0.2
 
 LEAD = {"first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com"}
@@ -79,7 +83,7 @@ class Sizes:
     @classmethod
     def small(cls) -> Sizes:
         """Sizes for every run of the test command: the whole suite in about a minute."""
-        return cls(False, db_cut_seconds=3.0, backlog=300, hostile_leads=2,
+        return cls(False, db_cut_seconds=2.0, backlog=200, hostile_leads=2,
                    bomb_bytes=64 * 1024 * 1024, huge_bytes=32 * 1024 * 1024)
 
     @classmethod
@@ -118,7 +122,6 @@ class Stack:
             "LEADRELAY_SECRET_KEY": key,
             "LEADRELAY_PLUGINS_FILE": str(plugins),
             "LEADRELAY_LOAD_PLUGINS": "",
-            "LEADRELAY_LEASE_SECONDS": f"{LEASE_SECONDS:g}",
             "LEADRELAY_SWEEP_INTERVAL": f"{SWEEP_INTERVAL:g}",
             "LEADRELAY_WORKER_THREADS": "4",
         }
@@ -143,7 +146,7 @@ class Stack:
 
     def configure(self, **env: float | int | str) -> None:
         """Set ``LEADRELAY_<NAME>`` for the processes started from now on
-        (``configure(lease_seconds=4)``)."""
+        (``configure(worker_threads=2)``)."""
         for name, value in env.items():
             self.deployment.env[f"LEADRELAY_{name.upper()}"] = (
                 f"{value:g}" if isinstance(value, float) else str(value)
@@ -173,6 +176,25 @@ class Stack:
         self.app.dispatcher.announcer.flush()
         return [d for a in accepted for d in a.delivery_ids]
 
+    def expire_lease(self, delivery_id: int) -> None:
+        """Move the claim's lease end to the past: what waiting out the lease would do.
+
+        The injected time of these scenarios. The processes run on the real clock, and the
+        shortest lease the settings accept is minutes long; the sweeper's rule is "taken
+        back once ``lease_until`` has passed", so moving ``lease_until`` — and nothing
+        else — lets a test see what the sweeper and the workers do when a lease runs out,
+        in a second. Everything after it is the processes' own doing.
+        """
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        table = cast(sa.Table, Delivery.__table__)
+        with self.ledger.engine.begin() as conn:
+            moved = conn.execute(
+                sa.update(table)
+                .where(table.c.id == delivery_id, table.c.state == "sending")
+                .values(lease_until=past)
+            ).rowcount
+        assert moved == 1, f"delivery {delivery_id} is not claimed: no lease to expire"
+
     # -- processes ------------------------------------------------------------------
 
     def start(self, workers: int = 1, *, scheduler: bool = True,
@@ -180,7 +202,7 @@ class Stack:
         """The processes: ``workers`` workers and the scheduler, started in parallel and
         ready; embedded, one ``serve`` (worker and sweeper)."""
         if self.embedded:
-            return self.deployment.start_all(("serve", "--threads", str(threads)))
+            return self.deployment.start_all(_serve(threads))
         specs: list[tuple[str, ...]] = [("worker", "--threads", str(threads))] * workers
         if scheduler:
             specs.append(("scheduler",))
@@ -188,14 +210,21 @@ class Stack:
 
     def restart_worker(self, threads: int = 4) -> Service:
         """A fresh worker (``serve`` when embedded), ready."""
-        verb = "serve" if self.embedded else "worker"
-        return self.deployment.start(verb, "--threads", str(threads))
+        if self.embedded:
+            return self.deployment.start(*_serve(threads))
+        return self.deployment.start("worker", "--threads", str(threads))
 
     def close(self) -> None:
         """Stop every process, then release the client's engine and connections."""
         self.deployment.stop_all()
         self.app.close()
         self.ledger.close()
+
+
+def _serve(threads: int) -> tuple[str, ...]:
+    """``serve`` on the embedded default; its HTTP API on any free port (tests run at
+    once, and a killed process's port may still be taken)."""
+    return ("serve", "--threads", str(threads), "--port", "0")
 
 
 def _through(url: str, port: int) -> str:
