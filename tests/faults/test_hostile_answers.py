@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .hostile_crm import NUL_BODY, HostileCrm, Received
-from .processes import Service, wait_until
+from .processes import Service, ServiceFailed, wait_until
 from .promises import Findings, check_promises, unanswered
 from .stack import ATTEMPT_DEADLINE, BODY_EXPECTED, Sizes, Stack, dumps, retry_policy
 
@@ -32,8 +32,15 @@ RSS_BOUND_MB = 40.0
 
 
 def _wait_settled(stack: Stack, timeout: float) -> None:
-    wait_until(stack.ledger.settled, timeout=timeout, what="every delivery to settle",
-               deployment=stack.deployment, every=0.2)
+    try:
+        wait_until(stack.ledger.settled, timeout=timeout, what="every delivery to settle",
+                   deployment=stack.deployment, every=0.2)
+    except ServiceFailed as exc:
+        unsettled = [
+            {k: d[k] for k in ("id", "integration_id", "state", "total_attempts", "last_reason")}
+            for d in stack.ledger.deliveries() if d["state"] not in ("delivered", "not_integrated")
+        ]
+        raise ServiceFailed(f"unsettled: {dumps(unsettled)}\n{exc}") from None
 
 
 def _failed_per_policy(stack: Stack, deliveries: list[int], requests: list[Received],
