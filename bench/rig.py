@@ -195,10 +195,15 @@ class Probe:
         return self._scalar("select count(*) from attempts where id > :a", a=self.first_attempt)
 
     def failed_attempts(self, integration_id: int | None = None) -> tuple[int, str]:
-        """New attempts whose outcome is not ``accepted`` (of one integration), and a reason."""
+        """New attempts judged other than ``accepted`` (of one integration), and a reason.
+
+        An attempt still ``sending`` has no verdict yet: its row is written before its
+        request leaves, so it is not a failure.
+        """
         q = (
             "select count(*), min(a.reason) from attempts a join deliveries d"
-            " on d.id = a.delivery_id where a.id > :a and a.outcome != 'accepted'"
+            " on d.id = a.delivery_id where a.id > :a"
+            " and a.outcome not in ('accepted', 'sending')"
         )
         params: dict[str, Any] = {"a": self.first_attempt}
         if integration_id is not None:

@@ -235,6 +235,39 @@ def test_the_record_of_a_send_is_retried_through_a_database_outage(
     assert attempt["outcome"] == "accepted"
 
 
+def test_a_record_the_database_refuses_is_kept_without_its_exchanges_at_once(
+    app: Leadrelay, form_id: int, crm: HeldCrm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import DataError
+
+    from leadrelay.engine.delivery import _Record
+
+    crm.release.set()
+    delivery_id = _delivery(app, form_id, crm.url)
+    writes = app.runner.writes
+
+    def refusing(item: Any) -> Any:
+        # as PostgreSQL refuses a JSONB value it cannot store, whatever the wait
+        if isinstance(item, _Record) and any(a["exchanges"][0].get("request")
+                                             for a in item.attempts):
+            raise DataError("UPDATE attempts ...", {}, ValueError("unstorable"))
+        return writes(item)
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(app.runner, "writes", refusing)
+    monkeypatch.setattr(app.runner, "sleep", sleeps.append)
+    # When the CRM accepted the lead but the database refuses the exchange's rows
+    result = app.deliver(delivery_id)
+    # Then, without waiting, the verdict is recorded with a note in place of the exchange
+    assert result is not None and result.state.value == "delivered" and sleeps == []
+    (attempt,) = _attempts(app, delivery_id)
+    assert attempt["outcome"] == "accepted"
+    assert attempt["exchanges"] == [
+        {"error": "the exchanges of this attempt could not be stored: ValueError"}
+    ]
+    assert len(crm.keys) == 1
+
+
 def test_a_real_time_attempt_says_so(app: Leadrelay, form_id: int, crm: HeldCrm) -> None:
     crm.release.set()
     delivery_id = _delivery(app, form_id, crm.url)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from faults.hostile_crm import HostileCrm, gzip_bomb
+from faults.hostile_crm import NUL_BODY, HostileCrm, gzip_bomb
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.delivery import verdict_for_error
 from leadrelay.engine.errors import ProxyFailure, TransientError
@@ -326,3 +326,27 @@ def test_a_dripping_crm_makes_a_transient_attempt_that_says_it_timed_out(
     assert attempt["outcome"] == "transient"
     assert attempt["reason"] == LATE
     assert DEADLINE * 1000 <= attempt["duration_ms"] < (DEADLINE + SLACK) * 1000
+
+
+def test_an_answer_with_nul_bytes_and_invalid_utf8_is_recorded_as_safe_text(
+    app: Leadrelay, form_id: int, crm: HostileCrm
+) -> None:
+    # Given a CRM whose 200 answer has NUL bytes and invalid UTF-8 in its body and a NUL
+    # in a header (PostgreSQL stores neither in text or JSONB)
+    app.manage.create_integration(
+        form_id, name="CRM", connector="http_post", active=True,
+        config={"url": crm.url_for("/nul/lead")},
+    )
+    delivery_id = app.submit(form_id, {"email": "jane@example.com"}).delivery_ids[0]
+
+    # When it is delivered
+    app.deliver_due()
+
+    # Then it is delivered once, and its answer is on record with the NULs escaped
+    report = app.inspect(delivery_id)
+    assert report["delivery"]["state"] == "delivered"
+    [attempt] = report["attempts"]
+    response = attempt["exchanges"][-1]["response"]
+    assert "\x00" not in response["body"] and "nul\\x00here" in response["body"]
+    assert response["headers"]["X-Note"].startswith("nul\\x00here")
+    assert response["bytes"] == len(NUL_BODY)

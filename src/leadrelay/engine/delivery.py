@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from .clock import Clock
 from .connector import LeadEnvelope
@@ -130,6 +131,14 @@ class _Record(NamedTuple):
 
     attempts: list[dict[str, Any]]
     finishes: list[dict[str, Any]]
+
+    def without_exchanges(self, problem: str) -> _Record:
+        """These records with each attempt's exchanges and trace replaced by a note of
+        why they could not be stored: the verdict and the move still go on record."""
+        note = [{"error": f"the exchanges of this attempt could not be stored: {problem}"}]
+        return _Record(
+            [{**a, "exchanges": note, "trace": []} for a in self.attempts], self.finishes
+        )
 
 
 class _Release(NamedTuple):
@@ -250,11 +259,21 @@ class DeliveryRunner:
         has marked the attempt in doubt, and the record, if it lands later still, is kept
         as stale.
         """
-        delay, waited = 0.05, 0.0
+        delay, waited, stripped = 0.05, 0.0, False
         while True:
             try:
                 stale: set[int] = self.writes(records)
                 return stale
+            except (DataError, IntegrityError, ProgrammingError) as exc:
+                # The database refuses these rows themselves (what a CRM answered and no
+                # backend stores): waiting will not change that, so keep the verdict
+                # without the exchanges rather than leave the send unrecorded.
+                if stripped:
+                    raise
+                log.error("recording %d attempt(s) refused (%s), keeping them without "
+                          "their exchanges", len(records.attempts), type(exc.orig).__name__)
+                records = records.without_exchanges(type(exc.orig).__name__)
+                stripped = True
             except Exception as exc:
                 if waited >= RECORD_PATIENCE:
                     log.error(
@@ -314,7 +333,7 @@ class DeliveryRunner:
             started_at,
             duration_ms,
             verdict,
-            [e.as_dict() for e in http.exchanges],
+            [_safe_json(e.as_dict()) for e in http.exchanges],
             proxy,
             runtime,
             records,

@@ -15,6 +15,7 @@ from .connector import Connector
 from .errors import ConfigError
 from .expectations import Expectations
 from .ledger.models import Integration
+from .limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from .plugins import Plugins
 from .retry import RetryPolicy, parse_duration
 from .secrets import Redactor, SecretBox, secret_values
@@ -113,11 +114,31 @@ def build_runtime(
 
 
 def timeouts_from(settings: dict[str, Any], config: Any) -> Timeouts:
-    """Connect/read timeouts: the integration's config wins over ``plugins.toml``."""
+    """Connect/read timeouts: the integration's config wins over ``plugins.toml``.
+
+    Their sum is each attempt's deadline; each is more than 0 and at most its maximum
+    (:mod:`.limits`), which is what bounds every attempt, and so the lease.
+
+    :raises ConfigError: a timeout that is not such a duration, naming it.
+    """
     base = Timeouts()
-    connect = getattr(config, "connect_timeout", None) or settings.get("connect_timeout")
-    read = getattr(config, "read_timeout", None) or settings.get("read_timeout")
     return Timeouts(
-        connect=parse_duration(connect, field="connect_timeout") if connect else base.connect,
-        read=parse_duration(read, field="read_timeout") if read else base.read,
+        connect=_timeout(settings, config, "connect_timeout", base.connect, MAX_CONNECT_TIMEOUT),
+        read=_timeout(settings, config, "read_timeout", base.read, MAX_READ_TIMEOUT),
     )
+
+
+def _timeout(settings: dict[str, Any], config: Any, name: str, default: float,
+             maximum: float) -> float:
+    value = getattr(config, name, None)
+    if value is None:
+        value = settings.get(name)
+    if value is None:
+        return default
+    seconds = parse_duration(value, field=name)
+    if not 0 < seconds <= maximum:  # NaN fails this too
+        raise ConfigError(
+            f"{name}: must be more than 0 and at most {maximum:g} seconds, got {value!r}",
+            field=name,
+        )
+    return seconds

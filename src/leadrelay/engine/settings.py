@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .limits import DEFAULT_LEASE_SECONDS, LEASE_MARGIN, MAX_ATTEMPT_SECONDS, MIN_LEASE_SECONDS
 from .secrets import SecretBox
 
 #: Top-level tables ``plugins.toml`` may have.
@@ -68,8 +69,9 @@ class Settings:
     plugins_file: Path | None
     #: Seconds between two passes of the sweeper.
     sweep_interval: float = 1.0
-    #: Seconds a claimed delivery may be in flight before the sweeper reclaims it.
-    lease_seconds: float = 120.0
+    #: Seconds a claimed delivery may be in flight before the sweeper reclaims it; from
+    #: the environment, at least :data:`~.limits.MIN_LEASE_SECONDS` (see :mod:`.limits`).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     worker_threads: int = 8
     #: The failure digest's SMTP server (see :mod:`.digest.smtp`); unset: no digest is sent.
     smtp_url: str | None = None
@@ -117,7 +119,7 @@ class Settings:
             secret_key=secret_key or _embedded_key(home),
             plugins_file=plugins_file,
             sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0),
-            lease_seconds=_number(env, "LEADRELAY_LEASE_SECONDS", 120.0),
+            lease_seconds=_lease(env),
             worker_threads=int(_number(env, "LEADRELAY_WORKER_THREADS", 8)),
             **_digest_settings(env),
         )
@@ -159,6 +161,21 @@ def _digest_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "digest_from": check_sender(env.get("LEADRELAY_DIGEST_FROM") or DEFAULT_SENDER),
         "public_url": check_public_url(env.get("LEADRELAY_PUBLIC_URL") or None),
     }
+
+
+def _lease(env: Mapping[str, str]) -> float:
+    """``LEADRELAY_LEASE_SECONDS``: long enough that no claim is taken back from a batch
+    still sending (see :mod:`.limits`: no renewal is needed then)."""
+    name = "LEADRELAY_LEASE_SECONDS"
+    lease = _number(env, name, DEFAULT_LEASE_SECONDS)
+    if not MIN_LEASE_SECONDS <= lease < float("inf"):  # NaN fails this too
+        raise ConfigError(
+            f"{name} must be a finite number of seconds, at least {MIN_LEASE_SECONDS:g}: a "
+            f"batch starts attempts until half its lease and an attempt may last "
+            f"{MAX_ATTEMPT_SECONDS:g} s, plus {LEASE_MARGIN:g} s to record; got {env.get(name)}",
+            field=name,
+        )
+    return lease
 
 
 def _embedded_key(home: Path) -> str:

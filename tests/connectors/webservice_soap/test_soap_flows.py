@@ -187,7 +187,7 @@ def test_salesforce_session_expires_with_its_ttl(plugins, soap_crm, harness_of,
     soap_crm.sf_ttl = 120
     h = harness_of(salesforce(plugins, soap_crm))
     now = [1000.0]
-    monkeypatch.setattr(mod.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(mod, "session_clock", lambda: now[0])
     h.deliver(1)
 
     # When the next delivery comes 2 minutes later

@@ -10,11 +10,14 @@ import pydantic
 
 from leadrelay.engine.connector import Connector, ConnectorConfig, LeadEnvelope
 from leadrelay.engine.headers import check_headers, header_name_problem, header_value_problem
+from leadrelay.engine.limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from leadrelay.engine.mapping import FieldMap
 from leadrelay.engine.transport import HttpClient
 from leadrelay.engine.wire import CrmResponse, RenderedRequest
 
-Seconds = Annotated[float, pydantic.Field(gt=0, le=300)]
+#: Timeouts, bounded so that every attempt ends by a known deadline (engine/limits.py).
+ConnectSeconds = Annotated[float, pydantic.Field(gt=0, le=MAX_CONNECT_TIMEOUT)]
+ReadSeconds = Annotated[float, pydantic.Field(gt=0, le=MAX_READ_TIMEOUT)]
 
 
 class BasicAuth(ConnectorConfig):
@@ -55,8 +58,8 @@ class HttpPostConfig(ConnectorConfig):
     #: Query parameters carrying secrets (Pipedrive's ``api_token``).
     secret_query: dict[str, pydantic.SecretStr] = pydantic.Field(default_factory=dict)
     auth: Annotated[BasicAuth | BearerAuth, pydantic.Field(discriminator="type")] | None = None
-    connect_timeout: Seconds | None = None
-    read_timeout: Seconds | None = None
+    connect_timeout: ConnectSeconds | None = None
+    read_timeout: ReadSeconds | None = None
     #: Send the delivery's idempotency key, so a CRM that honours it never creates twice.
     idempotency_key: bool = True
     idempotency_header: str = "Idempotency-Key"

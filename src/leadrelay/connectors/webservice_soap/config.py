@@ -16,12 +16,17 @@ from pydantic_core import PydanticCustomError
 
 from leadrelay.engine.connector import ConnectorConfig
 from leadrelay.engine.expectations import parse_path
+from leadrelay.engine.limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from leadrelay.engine.mapping import FieldMap
 
 from .templates import TemplateError, compile_template
 
 _T = TypeVar("_T")
 Seconds = Annotated[float, pydantic.Field(gt=0, le=300)]
+#: Timeouts of the SOAP calls, bounded so that every attempt ends by a known deadline
+#: (engine/limits.py).
+ConnectSeconds = Annotated[float, pydantic.Field(gt=0, le=MAX_CONNECT_TIMEOUT)]
+ReadSeconds = Annotated[float, pydantic.Field(gt=0, le=MAX_READ_TIMEOUT)]
 
 #: Presets for CRMs whose flow is known: login, then create, with their outputs and faults.
 PRESETS = ("salesforce_partner", "sugarcrm_v4_1")
@@ -145,8 +150,8 @@ class SoapConfig(ConnectorConfig):
     secrets: dict[str, pydantic.SecretStr] = pydantic.Field(default_factory=dict)
     login: LoginStep | None = None
     faults: FaultPolicy = pydantic.Field(default_factory=FaultPolicy)
-    connect_timeout: Seconds | None = None
-    read_timeout: Seconds | None = None
+    connect_timeout: ConnectSeconds | None = None
+    read_timeout: ReadSeconds | None = None
     #: Read timeout for fetching the WSDL and its imports.
     wsdl_timeout: Seconds = 30.0
 

@@ -17,7 +17,7 @@ import contextlib
 import difflib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,9 +73,14 @@ class Prepared:
     login: Call | None
 
 
+#: The clock of login sessions' lifetimes (tests replace it, not ``time.monotonic`` itself,
+#: which also times every request's deadline).
+session_clock: Callable[[], float] = time.monotonic
+
+
 @dataclass(frozen=True)
 class LoginSession:
-    """The outputs of one login, reused until ``expires_at`` (``time.monotonic``)."""
+    """The outputs of one login, reused until ``expires_at`` (:data:`session_clock`)."""
 
     values: Mapping[str, Any]
     endpoint: str | None
@@ -386,7 +391,7 @@ class SoapConnector(Connector):
         with self._session_lock:
             current = self._session
             if (current is not None and current is not stale
-                    and current.expires_at > time.monotonic()):
+                    and current.expires_at > session_clock()):
                 http.add_secrets(*current.secrets)
                 return current
             self._session = None
@@ -428,7 +433,7 @@ class SoapConnector(Connector):
             ttl = float(values.get("ttl", ttl))
         lifetime = ttl - SESSION_MARGIN if ttl > 2 * SESSION_MARGIN else ttl / 2
         return LoginSession(values, str(endpoint) if endpoint else None,
-                            time.monotonic() + lifetime, secrets)
+                            session_clock() + lifetime, secrets)
 
     # -- judging ----------------------------------------------------------------------
 
