@@ -19,8 +19,10 @@ from leadrelay.engine.ledger.models import Base
 
 from .conftest import LEAD, Tenant, add_integration, error_of
 
-#: Routes anyone may call with a path key (a form's public key is meant for pages).
-PUBLIC = {("post", "/v1/forms/{form_key}/leads")}
+#: Routes anyone may call with a path key (a form's public key is meant for pages; a
+#: status token opens one lead's public view, see engine/lead_status.py).
+PUBLIC = {("post", "/v1/forms/{form_key}/leads"), ("get", "/v1/forms/{form_key}/embed"),
+          ("get", "/v1/lead-status/{token}")}
 #: A body the owner's request would be served with, per operation that takes one.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/forms/{form_id}/leads"): {"fields": LEAD},

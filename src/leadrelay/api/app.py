@@ -19,7 +19,7 @@ from leadrelay.engine.app import Leadrelay
 from . import errors
 from .metrics import Metrics
 from .middleware import AccessLog, BodyLimit
-from .routes import accounts, deliveries, digests, forms, intake, integrations, ops
+from .routes import accounts, deliveries, digests, embed, forms, intake, integrations, ops
 
 DESCRIPTION = """\
 leadrelay delivers leads to CRMs. Pages post leads to a form's public key; external
@@ -51,7 +51,7 @@ def create_app(engine: Leadrelay | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.metrics = Metrics(engine)
     v1 = APIRouter(prefix="/v1")
-    for module in (intake, forms, integrations, deliveries, accounts, digests):
+    for module in (intake, embed, forms, integrations, deliveries, accounts, digests):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(ops.router)

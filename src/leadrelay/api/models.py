@@ -250,6 +250,47 @@ class PostedLead(BaseModel):
     deliveries: list[DeliveryResult]
 
 
+class PageDelivery(DeliveryResult):
+    """One delivery of a page's lead, as the page may see it (``engine/lead_status.py``):
+    no request, no answer of the CRM, nothing secret."""
+
+    integration: str | None = None
+    connector: str | None = None
+    decided_by: str | None = Field(default=None, description="The rule that decided")
+    attempts: int | None = None
+
+
+class PagePosted(BaseModel):
+    """The answer to a page's post: the lead, its deliveries, and the status URL that
+    tells the page (and nobody else) how the queued ones end."""
+
+    lead_id: int
+    deliveries: list[PageDelivery]
+    status_token: str
+    status_url: str
+
+
+class LeadStatusOut(BaseModel):
+    """Where a page's lead stands now: ``settled`` once every delivery is delivered or
+    not integrated."""
+
+    lead_id: int
+    settled: bool
+    deliveries: list[PageDelivery]
+
+
+class PageSettings(BaseModel):
+    """What the embed needs before a visitor submits."""
+
+    form_key: str
+    thank_you_url: str | None
+    required_fields: list[str]
+    longest_realtime_budget: float = Field(
+        description="Seconds: the longest real-time budget of the form's active integrations")
+    client_timeout: float = Field(
+        description="Seconds the embed waits for an answer before it stops waiting")
+
+
 class PostedBatch(BaseModel):
     """The answer for a batch: one entry per lead, in the order posted."""
 

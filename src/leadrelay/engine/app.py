@@ -20,6 +20,7 @@ from .broker import QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
 from .intake import Accepted, Intake, LeadIn
+from .lead_status import LeadStatus
 from .ledger import Delivery, DeliveryState, Ledger
 from .management import Management
 from .plugins import Plugins
@@ -79,6 +80,7 @@ class Leadrelay:
             lambda ids: self._enqueue((None, i) for i in ids),
         )
         self.keys = ApiKeys(self.ledger, self.clock)
+        self.lead_status = LeadStatus(self.ledger, self.settings.secret_key)
         self.posts = Posts(self)
         from .digest.service import Digests
 

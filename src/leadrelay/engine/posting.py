@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .errors import BadInput, Conflict, NotFound, Refused
 from .forms import check_required, looks_like_public_key, origin_allowed
 from .intake import Accepted, LeadIn, _check, _Checked, validate_payload, validate_source
-from .ledger import Delivery, DeliveryState, Form, Lead
+from .ledger import Delivery, DeliveryState, Form, Integration, Lead
 from .ledger.models import IdempotentPost, LeadSource
 from .realtime import RealtimeResult
 
@@ -40,6 +41,9 @@ MAX_BATCH = 500
 #: HTTP status of each kind of answer (the API's contract, stored with idempotent answers):
 #: every real-time delivery finished in its budget; stored and queued; nothing new stored.
 STATUS = {"answered": 201, "accepted": 202, "duplicate": 200}
+#: Seconds the embed waits beyond the form's longest real-time budget before it stops
+#: waiting for an answer, and the least it waits at all (a form with no real-time CRM).
+CLIENT_MARGIN, CLIENT_FLOOR = 3.0, 6.0
 
 
 @dataclass(frozen=True)
@@ -151,17 +155,75 @@ class Posts:
     # -- browsers ---------------------------------------------------------------------
 
     def post_to_form(
-        self, public_key: str, payload: Any, *, origin: str | None = None
+        self, public_key: str, payload: Any, *, origin: str | None = None,
+        idempotency_key: str | None = None,
     ) -> tuple[FormTarget, Posted]:
-        """A lead posted by a page to a form's public key; durable when this returns."""
+        """A lead posted by a page to a form's public key; durable when this returns.
+
+        With ``idempotency_key`` (the embed makes one per submission in the page), a
+        post sent again — after a timeout, a lost answer, a second click — stores
+        nothing new and gets the first post's answer. The answer's deliveries carry
+        what a page may know of them (:mod:`.lead_status`), never more.
+        """
         form = self.form_by_key(public_key)
         self.check_origin(form, origin)
         _open(form)
         fields = validate_payload(payload)
         check_required(form.required_fields, fields)
-        accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value,
-                                   realtime=True)
-        return form, self._realtime(self._answer_one(accepted), accepted)
+        if idempotency_key is None:
+            accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value,
+                                       realtime=True)
+            posted = self._realtime(self._answer_one(accepted), accepted)
+        else:
+            posted = self._idempotent_page_post(form, fields, idempotency_key)
+        return form, self._public(posted)
+
+    def page_settings(self, public_key: str, origin: str | None) -> dict[str, Any]:
+        """What the embed needs to know of a form before a visitor submits: where the
+        thank-you goes, and how long a post may take (its longest real-time budget)."""
+        form = self.form_by_key(public_key)
+        self.check_origin(form, origin)
+        _open(form)
+        with self.ledger.transaction() as conn:
+            budget = conn.execute(_LONGEST_BUDGET, {"form_id": form.id}).scalar()
+        longest = float(budget or 0.0)
+        return {"thank_you_url": form.thank_you_url,
+                "required_fields": list(form.required_fields),
+                "longest_realtime_budget": longest,
+                "client_timeout": max(longest + CLIENT_MARGIN, CLIENT_FLOOR)}
+
+    def _idempotent_page_post(self, form: FormTarget, fields: dict[str, Any],
+                              key: str) -> Posted:
+        if not _PAGE_KEY.fullmatch(key):
+            raise BadInput("Idempotency-Key: 8 to 64 letters, digits, '-' or '_'",
+                           field="Idempotency-Key")
+        checked = _check(LeadIn(form.id, fields, LeadSource.FORM.value, None), "payload",
+                         self.app.queued)
+        # A page's keys live apart from the account's external keys: they cannot clash.
+        stored_key = f"page:{form.id}:{key}"
+        op = _ExternalPost(form.account_id, form.id, LeadSource.FORM.value, [checked],
+                           stored_key, request_hash(form.id, fields), False)
+        try:
+            posted = cast(Posted, self.ledger.writes(op))
+        except IntegrityError:  # the same post, stored by another request meanwhile
+            posted = cast(Posted, self.ledger.writes(op))
+        self.app.announce(posted.accepted, realtime=True)
+        if posted.accepted and posted.accepted[0].realtime:
+            posted = self._realtime(posted, posted.accepted[0])
+            with self.ledger.transaction() as conn:
+                conn.execute(_UPDATE_STORED.values(status=posted.status, answer=posted.body),
+                             {"a": form.account_id, "k": stored_key})
+        return posted
+
+    def _public(self, posted: Posted) -> Posted:
+        """A page's answer: its deliveries described as a page may see them."""
+        lead_id = posted.body.get("lead_id")
+        if not isinstance(lead_id, int):
+            return posted
+        entries = self.app.lead_status.describe(lead_id, posted.body.get("deliveries", ()))
+        body = {"lead_id": lead_id, "deliveries": entries,
+                "status_token": self.app.lead_status.token(lead_id)}
+        return replace(posted, body=body)
 
     # -- external systems -------------------------------------------------------------
 
@@ -347,6 +409,12 @@ _FORM = select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
                _F.c.required_fields, _F.c.thank_you_url)
 _FORM_BY_KEY = _FORM.where(_F.c.public_key == bindparam("key"))
 _FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
+_I = cast(Table, Integration.__table__)
+_LONGEST_BUDGET = select(func.max(_I.c.realtime_budget)).where(
+    _I.c.form_id == bindparam("form_id"), _I.c.active.is_(True), _I.c.realtime.is_(True)
+)
+#: A page's idempotency key (the embed makes a random one per submission).
+_PAGE_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _STORED = select(_P.c.request_hash, _P.c.status, _P.c.answer).where(
     and_(_P.c.account_id == bindparam("account_id"), _P.c.key == bindparam("key"))
 )

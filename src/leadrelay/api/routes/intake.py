@@ -13,6 +13,7 @@ fields, idempotency) are in ``engine/posting.py``.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -31,6 +32,7 @@ from ..models import (
     ExternalLeadIn,
     ExternalPostIn,
     IdPath,
+    PagePosted,
     PostedBatch,
     PostedLead,
 )
@@ -110,8 +112,8 @@ def post_external(
     "/{form_key}/leads",
     status_code=202,
     responses={
-        201: {"model": PostedLead, "description": "Real-time integrations answered in time"},
-        202: {"model": PostedLead, "description": "Stored; deliveries queued"},
+        201: {"model": PagePosted, "description": "Real-time integrations answered in time"},
+        202: {"model": PagePosted, "description": "Stored; deliveries queued"},
         303: {"description": "A plain HTML post, redirected to the form's thank-you URL"},
         **_BAD_INPUT,
     },
@@ -123,13 +125,18 @@ async def post_to_form(form_key: str, request: Request, engine: Engine) -> Respo
 
     JSON, or a URL-encoded form. A plain HTML form post (URL-encoded, from a browser
     that accepts HTML) is redirected (303) to the form's thank-you URL, when it has one.
+    With an ``Idempotency-Key`` (the embed sends one per submission), a post sent again
+    stores nothing new and answers as the first did. The answer's ``status_url`` tells
+    the page how its queued deliveries end; it shows less than ``GET /v1/deliveries/{id}``:
+    no request, no CRM answer, nothing secret.
     """
     origin = request.headers.get("origin")
     form: FormTarget | None = None
     try:
         payload, urlencoded = await _read_lead(request)
         form, posted = await run_in_threadpool(
-            engine.posts.post_to_form, form_key, payload, origin=origin)
+            partial(engine.posts.post_to_form, form_key, payload, origin=origin,
+                    idempotency_key=request.headers.get("idempotency-key")))
     except Exception as exc:
         if form is None:
             form = await _form_or_none(engine, form_key)
@@ -139,7 +146,14 @@ async def post_to_form(form_key: str, request: Request, engine: Engine) -> Respo
     request.app.state.metrics.realtime_results(posted.realtime)
     if urlencoded and form.thank_you_url and "text/html" in request.headers.get("accept", ""):
         return _with_cors(RedirectResponse(form.thank_you_url, status_code=303), form, origin)
-    return _with_cors(JSONResponse(posted.body, status_code=posted.status), form, origin)
+    body = {**posted.body, "status_url": status_url(request, engine, posted.body["lead_id"])}
+    return _with_cors(JSONResponse(body, status_code=posted.status), form, origin)
+
+
+def status_url(request: Request, engine: Any, lead_id: int) -> str:
+    """The public status URL of a page's lead (on ``LEADRELAY_PUBLIC_URL`` when set)."""
+    base = (engine.settings.public_url or str(request.base_url)).rstrip("/")
+    return f"{base}/v1/lead-status/{engine.lead_status.token(lead_id)}"
 
 
 @router.options("/{form_key}/leads", include_in_schema=False)
@@ -157,7 +171,7 @@ async def preflight(form_key: str, request: Request, engine: Engine) -> Response
     response = Response(status_code=204)
     response.headers.update({
         "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key",
         "Access-Control-Max-Age": "600",
     })
     return _with_cors(response, form, origin)
