@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 from leadrelay import __version__
 from leadrelay.engine.app import Leadrelay
 
-from . import errors
+from . import demo_page, errors
 from .metrics import Metrics
 from .middleware import AccessLog, BodyLimit
 from .routes import accounts, deliveries, digests, embed, forms, intake, integrations, ops
@@ -29,8 +29,9 @@ object answers 404, like a missing one.
 """
 
 
-def create_app(engine: Leadrelay | None = None) -> FastAPI:
-    """The API over ``engine`` (or over one built from the environment at startup)."""
+def create_app(engine: Leadrelay | None = None, *, demo_form_key: str | None = None) -> FastAPI:
+    """The API over ``engine`` (or over one built from the environment at startup); with
+    ``demo_form_key``, also the demo's landing page at ``/demo`` (``leadrelay demo --page``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +56,8 @@ def create_app(engine: Leadrelay | None = None) -> FastAPI:
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(ops.router)
+    if demo_form_key is not None:
+        app.include_router(demo_page.router(demo_form_key))
     errors.install(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog)

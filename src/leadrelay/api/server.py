@@ -63,8 +63,13 @@ def serve_engine(
     (the caller stops the engine)."""
     sock = bind(host, port)
     ready(url_of(sock))
+    serve_app(create_app(engine), sock)
+
+
+def serve_app(app: object, sock: socket.socket) -> None:
+    """Serve ``app`` on a bound socket until SIGINT or SIGTERM; returns then."""
     with _signals_end_serving():
-        uvicorn.Server(_config(create_app(engine))).run(sockets=[sock])
+        uvicorn.Server(_config(app)).run(sockets=[sock])
 
 
 def serve_processes(

@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the demo's ledger here (default: a temporary directory, removed "
                    "at the end).")
-def demo(home: Path | None) -> None:
+@click.option("--page", is_flag=True,
+              help="Serve a sample landing page with the browser embed instead, until "
+                   "Ctrl-C: open it, submit, and watch the developer console.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="With --page: the port on 127.0.0.1 (0: any free port).")
+def demo(home: Path | None, page: bool, port: int) -> None:
     """Run the story on the embedded default against demo CRMs it starts itself.
 
     Three integrations on one form, each a real HTTP endpoint on 127.0.0.1: a
@@ -34,6 +39,11 @@ def demo(home: Path | None) -> None:
     retry delays of seconds; then the deliveries, the failed collection and
     the inspect output of one failed delivery are printed.
 
+    With --page, the same form and CRMs stay up behind a sample landing page
+    with the browser embed, http://127.0.0.1:PORT/demo: submit it and the
+    developer console shows what happened at each CRM (the accepting CRM in
+    real time, the others once their retries settle).
+
     Ignores LEADRELAY_* settings: a SQLite ledger under --home (or a temporary
     directory) and the in-process broker.
     """
@@ -43,6 +53,9 @@ def demo(home: Path | None) -> None:
     where = Path(tempfile.mkdtemp(prefix="leadrelay-demo-")) if home is None else home
     try:
         with DemoStory(where) as story:
+            if page:
+                _serve_page(story, port)
+                return
             problems = _tell(story)
     finally:
         if temporary:
@@ -51,6 +64,26 @@ def demo(home: Path | None) -> None:
         from . import CliFailure
 
         raise CliFailure(f"the demo did not end as it should: {'; '.join(problems)}")
+
+
+def _serve_page(story: DemoStory, port: int) -> None:
+    """Serve the API and its demo landing page over the story's engine until stopped."""
+    from leadrelay.api import create_app
+    from leadrelay.api.server import bind, serve_app, url_of
+    from leadrelay.demo import set_up_page
+
+    sock = bind("127.0.0.1", port)
+    url = url_of(sock)
+    form_key = set_up_page(story, url)
+    out = console()
+    out.rule("leadrelay demo --page")
+    out.print(f"Landing page: {url}/demo  (open the developer console, then submit)")
+    out.print(f"Form key {form_key}; the embed script: {url}/v1/embed.js")
+    out.print(f"Demo CRMs: {story.crms.pipedrive_url} (real time), {story.crms.odoo_url}, "
+              f"{story.crms.down_url} (down)")
+    out.print("Ctrl-C stops.")
+    serve_app(create_app(story.app, demo_form_key=form_key), sock)
+    click.echo("leadrelay demo: stopped", err=True)
 
 
 def _tell(story: DemoStory) -> list[str]:

@@ -1,6 +1,7 @@
 """The self-contained demo behind ``leadrelay demo``: local demo CRMs and the story."""
 
 from .crms import DemoCrms
+from .page import page_origins, set_up_page
 from .story import (
     ACCEPTS,
     DEMO_LEADS,
@@ -25,5 +26,7 @@ __all__ = [
     "DemoStory",
     "Progress",
     "demo_settings",
+    "page_origins",
     "run_demo",
+    "set_up_page",
 ]
