@@ -186,3 +186,21 @@ def test_a_page_with_a_rotated_form_key_says_so(
     assert f"the form key {old_key} is unknown (a rotated key stops working)" in (
         page.console.text())
     assert leads_stored(app) == 0
+
+
+def test_a_page_of_an_inactive_form_says_it_takes_no_submissions(
+    app: Leadrelay, open_page: Callable[..., Page], site_origin: str,
+) -> None:
+    # Given a form switched off
+    form = a_form(app, site_origin)
+    app.manage.update_form(form.id, active=False)
+
+    # When its page opens and the visitor submits
+    page = open_page(form.public_key)
+    page.submit()
+
+    # Then the page says so and nothing is stored
+    message = page.wait(lambda: page.text_of(".leadrelay-status"), "the message")
+    assert message == "This form is not taking submissions at the moment."
+    assert "the form is inactive" in page.console.text()
+    assert leads_stored(app) == 0

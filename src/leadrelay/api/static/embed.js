@@ -150,6 +150,9 @@
       this.blocked = "This form is no longer available: its key was changed.";
       say("error", "the form key " + key + " is unknown (a rotated key stops working): " +
         "put the form's current public key in data-form-key. " + (error.message || ""));
+    } else if (status === 403 && error.field === "form") {
+      this.blocked = "This form is not taking submissions at the moment.";
+      say("error", "the form is inactive: " + (error.message || "refused"));
     } else if (status === 403) {
       this.blocked = "This form does not accept submissions from this site.";
       say("error", "the form refuses this page: " + (error.message || "refused") +
