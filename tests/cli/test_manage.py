@@ -41,7 +41,10 @@ def test_an_integration_is_created_shown_updated_and_switched(cli: Cli, form: in
     )
     integration = str(created["id"])
     assert created["active"] is False and created["revision"] == 1
-    assert created["retry"] == {"max_attempts": 5, "delays": ["1m", "10m"]}
+    # The retry policy in effect: the integration's settings over the defaults.
+    assert created["retry"] == {"max_attempts": 5, "delays": ["1m", "10m"], "floor": "30s",
+                                "max_retry_after": "6h", "jitter": 0.1, "retry_rejected": True,
+                                "origin": "the integration's retry policy"}
 
     # When it is shown, listed, activated, updated and deactivated
     assert cli.json("integrations", "show", integration) == created

@@ -329,7 +329,8 @@ def test_all_is_decided_by_the_first_failing_rule_and_traces_every_rule() -> Non
 
     # Then the first failure decides, and the trace still shows every rule
     assert verdict.outcome is Outcome.REJECTED
-    assert verdict.reason == "response mismatch: json_field success == true saw false"
+    assert verdict.reason == ("response mismatch: json_field success == true saw false "
+                              "(CRM said Couldn't add the deal. Open deals limit reached.)")
     assert verdict.decided_by == "json_field success == true"
     assert [(t.passed, t.detail) for t in verdict.trace] == [
         (True, "saw a match at character 2"),

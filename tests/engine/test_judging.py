@@ -105,7 +105,8 @@ ODOO = {
         ),
         pytest.param(
             contract("hubspot_forms_v3_submit", 0), HUBSPOT,
-            Outcome.REJECTED, "response mismatch: status in [200] saw 400", None,
+            Outcome.REJECTED, "response mismatch: status in [200] saw 400 (CRM said "
+            "INVALID_EMAIL: Error in 'fields.email'. Invalid email address)", None,
             id="hubspot-400",
         ),
         pytest.param(
@@ -115,7 +116,8 @@ ODOO = {
         ),
         pytest.param(
             contract("dynamics365_webapi_create_lead", 0), DYNAMICS,
-            Outcome.REJECTED, "response mismatch: status in [204] saw 404", None,
+            Outcome.REJECTED, "response mismatch: status in [204] saw 404 (CRM said "
+            "0x8006088a: Resource not found for the segment 'Account'.)", None,
             id="dynamics-404",
         ),
         pytest.param(
@@ -125,7 +127,9 @@ ODOO = {
         ),
         pytest.param(
             contract("pipedrive_add_lead", 1), PIPEDRIVE,
-            Outcome.REJECTED, "response mismatch: json_field success == true saw false", None,
+            Outcome.REJECTED, "authentication failed or not allowed (HTTP 403) — check the "
+            "credentials and what they may do (CRM said Couldn't add the deal. Open deals limit "
+            "reached.)", None,
             id="pipedrive-403-limit",
         ),
         pytest.param(
@@ -142,8 +146,8 @@ ODOO = {
         pytest.param(
             contract("zoho_crm_api_insert_leads", 3), {**ZOHO, "rules": ZOHO["rules"][1:]},
             Outcome.REJECTED,
-            'response mismatch: json_field data[0].code == "SUCCESS" saw no key "data" in $',
-            None, id="zoho-401-flat-object",
+            "authentication failed (HTTP 401) — check the credentials (CRM said invalid oauth "
+            "token)", None, id="zoho-401-flat-object",
         ),
         pytest.param(
             contract("salesforce_rest_create_lead"), SALESFORCE_REST,

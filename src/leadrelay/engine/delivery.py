@@ -47,7 +47,7 @@ from .ledger import (
     Ledger,
 )
 from .outcome import Outcome, RuleTrace, Verdict
-from .retry import next_due
+from .retry import decision, next_due
 from .runtime import IntegrationRuntime, RuntimeCache
 from .wire import safe_text
 
@@ -407,11 +407,19 @@ class DeliveryRunner:
                     verdict.outcome,
                     now=now,
                     retry_after=verdict.retry_after,
+                    final=bool(verdict.final),
                 )
                 if runtime is not None
                 else now + timedelta(minutes=5)
             )
             state = DeliveryState.PENDING if due is not None else DeliveryState.NOT_INTEGRATED
+            if runtime is not None:
+                # The attempt says which rule of retrying applied (a final rejection's
+                # declarer, or the policy and the attempt count).
+                said = decision(runtime.policy, attempt_no, verdict.outcome, verdict.final, due)
+                verdict = replace(
+                    verdict, trace=(*verdict.trace, RuleTrace("retry", due is not None, said))
+                )
         reason = safe_text(verdict.reason)
         records.attempts.append(
             {
@@ -741,4 +749,5 @@ def verdict_for_error(exc: DeliveryError) -> Verdict:
         decided_by=by,
         trace=(RuleTrace(by, False, str(exc)),),
         retry_after=retry_after,
+        final=getattr(exc, "final", ""),
     )

@@ -120,7 +120,17 @@ class ProxyFailure(TransientError):
 
 
 class RejectedError(DeliveryError):
-    """The CRM answered and said no (a validation fault, a refused record)."""
+    """The CRM answered and said no (a validation fault, a refused record).
+
+    :param final: when the connector knows retrying cannot help (the lead's data
+        does not fit the operation), what declares it so, e.g. ``"the connector
+        webservice_soap: the lead does not fit the operation"``; the delivery is
+        then not retried.
+    """
+
+    def __init__(self, message: str, *, final: str = "") -> None:
+        super().__init__(message)
+        self.final = final
 
 
 class ResponseMismatch(RejectedError):

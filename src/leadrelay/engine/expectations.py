@@ -12,6 +12,18 @@ regex, path or XPath is refused there with one line naming the field — and
 :meth:`Expectations.evaluate` judges each response into a
 :class:`~leadrelay.engine.outcome.Verdict` carrying a trace of every rule.
 
+Two more keys help an operator act on a rejection (see :mod:`~leadrelay.engine.reasons`)::
+
+    {"rules": [{"kind": "status", "in": [201]}],
+     "reason": ["errors[0].message"],
+     "final_when": [{"kind": "status", "in": [400, 422]}]}
+
+``reason`` lists where the answer carries the CRM's own words (defaults are
+tried otherwise); ``final_when`` lists rules of which any passing on a rejected
+answer makes the rejection *final*: not retried (a validation error will not
+pass in five minutes). A rule may also carry ``"final": true``: its own failure
+is then final. Neither costs anything on an accepted answer.
+
 Plugins add kinds by subclassing :class:`Rule` and registering the class through
 the ``register_expectation_kinds`` hook; the built-in kinds are registered the
 same way (:func:`builtin_rules`). The kinds live in :mod:`~leadrelay.engine.rules`,
@@ -22,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pydantic
@@ -31,6 +43,7 @@ from lxml import etree
 from .errors import ConfigError
 from .outcome import Outcome, RuleTrace, Verdict
 from .paths import _clip, _json_document, _json_text, parse_path, resolve_path
+from .reasons import ReasonPaths, with_words
 from .rules import (
     Rule,
     _checked_path,
@@ -162,10 +175,18 @@ class Expectations:
     rules: tuple[Rule, ...]
     combine: Literal["all", "any"] = "all"
     reference: Reference | None = None
+    #: Where the CRM's words are read on a rejection (None: the defaults).
+    reason_paths: tuple[str, ...] | None = None
+    #: Rules of which any passing on a rejected answer makes it final.
+    final_when: tuple[Rule, ...] = ()
+    #: Indexes of the rules whose own failure is final (``"final": true``).
+    final_rules: frozenset[int] = frozenset()
+    _reasons: ReasonPaths = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.rules:  # "all of nothing" would accept every answer
             raise _config_error("expectations.rules", "give a non-empty list of rules")
+        object.__setattr__(self, "_reasons", ReasonPaths(self.reason_paths))
 
     @classmethod
     def parse(
@@ -187,8 +208,11 @@ class Expectations:
             raw = default or DEFAULT_EXPECTATIONS
         if not isinstance(raw, Mapping):
             raise _config_error("expectations", "must be an object")
+        if "reason" not in raw and default and default.get("reason") is not None:
+            # Where the connector's answers explain a refusal holds for the operator's rules too.
+            raw = {**raw, "reason": default["reason"]}
         for key in raw:
-            if key not in ("combine", "rules", "reference"):
+            if key not in _KEYS:
                 raise _config_error(f"expectations.{key}", "unknown key")
         combine = raw.get("combine", "all")
         if combine not in ("all", "any"):
@@ -196,20 +220,40 @@ class Expectations:
         rules_raw = raw.get("rules")
         if not isinstance(rules_raw, Sequence) or isinstance(rules_raw, str) or not rules_raw:
             raise _config_error("expectations.rules", "give a non-empty list of rules")
+        final_rules = frozenset(
+            i for i, item in enumerate(rules_raw) if _final_flag(item, f"expectations.rules[{i}]")
+        )
         rules = tuple(_parse_rule(item, i, kinds) for i, item in enumerate(rules_raw))
         reference = None
         if raw.get("reference") is not None:
             reference = _validate(Reference, raw["reference"], "expectations.reference")
-        return cls(rules, combine, reference)
+        final_when: tuple[Rule, ...] = ()
+        if raw.get("final_when") is not None:
+            when = raw["final_when"]
+            if not isinstance(when, Sequence) or isinstance(when, str) or not when:
+                raise _config_error("expectations.final_when", "give a non-empty list of rules")
+            final_when = tuple(
+                _parse_rule(item, i, kinds, "expectations.final_when")
+                for i, item in enumerate(when)
+            )
+        return cls(rules, combine, reference, _reason_paths(raw.get("reason")), final_when,
+                   final_rules)
 
     def evaluate(self, response: CrmResponse) -> Verdict:
-        """Judge ``response``; the reference is captured only when it is accepted."""
+        """Judge ``response``; the reference is captured only when it is accepted.
+
+        A rejection's reason carries the CRM's words (see :meth:`words`), and the
+        verdict is final when a ``final`` rule failed or a ``final_when`` rule passed.
+        """
         trace = tuple(_run(rule, response) for rule in self.rules)
         if self.combine == "all":
-            failed = next((t for t in trace if not t.passed), None)
-            if failed is not None:
+            index = next((i for i, t in enumerate(trace) if not t.passed), None)
+            if index is not None:
+                failed = trace[index]
                 reason = f"response mismatch: {failed.rule} {failed.detail}"
-                return Verdict(Outcome.REJECTED, reason, failed.rule, trace)
+                final = (f"the expectation rule {failed.rule} (final: true)"
+                         if index in self.final_rules else "")
+                return self._rejected(response, reason, failed.rule, trace, final)
             decider = trace[-1]
             reason = f"response matched all {len(trace)} rules"
         else:
@@ -217,22 +261,85 @@ class Expectations:
             if passed is None:
                 reasons = "; ".join(f"{t.rule} {t.detail}" for t in trace)
                 reason = _clip(f"response mismatch: no rule passed ({reasons})", 1000)
-                return Verdict(Outcome.REJECTED, reason, "combine any: no rule passed", trace)
+                final = next((f"the expectation rule {trace[i].rule} (final: true)"
+                              for i in sorted(self.final_rules)), "")
+                return self._rejected(response, reason, "combine any: no rule passed", trace,
+                                      final)
             decider = passed
             reason = f"response matched: {passed.rule} {passed.detail}"
         ref = self.reference.capture(response) if self.reference else None
         return Verdict(Outcome.ACCEPTED, reason, decider.rule, trace, crm_reference=ref)
 
+    def words(self, response: CrmResponse) -> str | None:
+        """What the CRM said about a refusal, read at the reason paths; None when nothing."""
+        reasons: ReasonPaths = self._reasons
+        try:
+            return reasons.words(response)
+        except Exception:  # a surprising document must never crash a delivery
+            return None
+
+    def finality(self, response: CrmResponse) -> str:
+        """What makes a rejection of ``response`` final under ``final_when``; "" when nothing."""
+        for rule in self.final_when:
+            trace = _run(rule, response)
+            if trace.passed:
+                return f"the expectations' final_when rule {trace.rule} ({trace.detail})"
+        return ""
+
+    def _rejected(self, response: CrmResponse, reason: str, decided_by: str,
+                  trace: tuple[RuleTrace, ...], final: str) -> Verdict:
+        return Verdict(Outcome.REJECTED, with_words(reason, self.words(response)), decided_by,
+                       trace, final=final or self.finality(response))
+
     def to_dict(self) -> dict[str, Any]:
         """The normalised raw form; ``parse`` of it gives equal expectations."""
-        out: dict[str, Any] = {"combine": self.combine, "rules": [r.to_dict() for r in self.rules]}
+        rules = [
+            {**r.to_dict(), "final": True} if i in self.final_rules else r.to_dict()
+            for i, r in enumerate(self.rules)
+        ]
+        out: dict[str, Any] = {"combine": self.combine, "rules": rules}
         if self.reference is not None:
             out["reference"] = self.reference.to_dict()
+        if self.reason_paths is not None:
+            out["reason"] = list(self.reason_paths)
+        if self.final_when:
+            out["final_when"] = [r.to_dict() for r in self.final_when]
         return out
 
 
-def _parse_rule(item: Any, index: int, kinds: Mapping[str, type[Rule]]) -> Rule:
-    where = f"expectations.rules[{index}]"
+_KEYS = ("combine", "rules", "reference", "reason", "final_when")
+
+
+def _final_flag(item: Any, where: str) -> bool:
+    if not isinstance(item, Mapping) or "final" not in item:
+        return False
+    if not isinstance(item["final"], bool):
+        raise _config_error(f"{where}.final", "must be true or false")
+    return bool(item["final"])
+
+
+def _reason_paths(raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, Sequence):
+        raise _config_error("expectations.reason", "give a list of paths, like ['errors']")
+    out = []
+    for i, path in enumerate(raw):
+        if not isinstance(path, str):
+            raise _config_error(f"expectations.reason[{i}]", "must be a path like 'errors'")
+        try:
+            parse_path(path)
+        except ValueError as exc:
+            raise _config_error(f"expectations.reason[{i}]", str(exc)) from None
+        out.append(path.strip())
+    return tuple(out)
+
+
+def _parse_rule(item: Any, index: int, kinds: Mapping[str, type[Rule]],
+                where_list: str = "expectations.rules") -> Rule:
+    where = f"{where_list}[{index}]"
     if not isinstance(item, Mapping):
         raise _config_error(where, "must be an object with a 'kind'")
     kind = item.get("kind")
@@ -241,7 +348,7 @@ def _parse_rule(item: Any, index: int, kinds: Mapping[str, type[Rule]]) -> Rule:
     if not isinstance(kind, str) or kind not in kinds:
         known = ", ".join(sorted(kinds))
         raise _config_error(f"{where}.kind", f"unknown kind {kind!r} (known: {known})")
-    settings = {k: v for k, v in item.items() if k != "kind"}
+    settings = {k: v for k, v in item.items() if k not in ("kind", "final")}
     return _validate(kinds[kind], settings, where)
 
 

@@ -3,10 +3,14 @@
 A 429, a 408 or a 5xx says nothing about the lead — the CRM did not judge it —
 so they are retried whatever the operator's rules say, without evaluating them.
 Every other answer is judged by the integration's
-:class:`~leadrelay.engine.expectations.Expectations`.
+:class:`~leadrelay.engine.expectations.Expectations`; a rejected redirect or
+401/403 is then named for what it is, so the operator knows what to fix.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urljoin
 
 from .expectations import Expectations
 from .outcome import Outcome, RuleTrace, Verdict
@@ -37,4 +41,31 @@ def judge_http(response: CrmResponse, expectations: Expectations) -> Verdict:
         reason = f"CRM answered HTTP {status}, worth retrying{wait}"
         decided_by = "HTTP 408" if status == 408 else "HTTP 5xx"
         return Verdict(Outcome.TRANSIENT, reason, decided_by, (check,), retry_after=retry_after)
-    return expectations.evaluate(response)
+    verdict = expectations.evaluate(response)
+    if verdict.outcome is Outcome.REJECTED and (300 <= status <= 399 or status in (401, 403)):
+        return named(verdict, response)
+    return verdict
+
+
+def named(verdict: Verdict, response: CrmResponse) -> Verdict:
+    """A rejected redirect or authentication failure, said so in the reason.
+
+    ``CRM redirected to https://crm.example/api/leads/ (HTTP 301), not followed — check
+    the URL``; ``authentication failed (HTTP 401) — check the credentials``. The rule
+    that decided (``decided_by``, the trace) and the CRM's own words stay.
+    """
+    status = response.status
+    said = verdict.reason.partition(" (CRM said ")[2]
+    words = f" (CRM said {said}" if said else ""
+    if 300 <= status <= 399:
+        location = response.headers.get("Location")
+        where = f" to {urljoin(response.url, location)}" if location else ""
+        reason = f"CRM redirected{where} (HTTP {status}), not followed — check the URL"
+    elif status == 401:
+        reason = f"authentication failed (HTTP 401) — check the credentials{words}"
+    elif status == 403:
+        reason = (f"authentication failed or not allowed (HTTP 403) — check the credentials "
+                  f"and what they may do{words}")
+    else:
+        return verdict
+    return dataclasses.replace(verdict, reason=reason)

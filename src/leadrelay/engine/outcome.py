@@ -47,7 +47,9 @@ class Verdict:
     """The engine's judgement of one attempt.
 
     ``decided_by`` names the rule (or transport condition) that settled the
-    outcome; ``trace`` lists every rule evaluated, in order.
+    outcome; ``trace`` lists every rule evaluated, in order. ``final``, set only
+    on a rejection, names what declared it final (an expectation rule, the
+    connector): the delivery is then not retried, whatever the retry policy says.
     """
 
     outcome: Outcome
@@ -56,6 +58,7 @@ class Verdict:
     trace: tuple[RuleTrace, ...] = field(default_factory=tuple)
     crm_reference: str | None = None
     retry_after: float | None = None
+    final: str = ""
 
     def redacted(self, text: Callable[[str], str]) -> Verdict:
         """This verdict with ``text`` (a redactor) applied to everything a CRM's

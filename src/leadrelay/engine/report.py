@@ -15,6 +15,7 @@ from sqlalchemy import Select, select
 
 from .errors import BadInput, NotFound
 from .ledger import Attempt, Delivery, DeliveryState, Form, Integration, Lead, Ledger
+from .retry import RetryPolicy
 from .secrets import redact_stored
 
 
@@ -229,7 +230,8 @@ def _describe_lead(lead: Lead) -> dict[str, Any]:
 
 
 def describe_integration(i: Integration) -> dict[str, Any]:
-    """An integration as shown to users: its config with secrets redacted."""
+    """An integration as shown to users: its config with secrets redacted, and the retry
+    policy in effect (the integration's own settings over the product's defaults)."""
     return {
         "id": i.id,
         "form_id": i.form_id,
@@ -237,13 +239,22 @@ def describe_integration(i: Integration) -> dict[str, Any]:
         "connector": i.connector,
         "config": redact_stored(i.config),
         "expectations": i.expectations,
-        "retry": i.retry_policy,
+        "retry": effective_retry(i.retry_policy),
         "static_ip_pool": i.static_ip_pool,
         "realtime": i.realtime,
         "realtime_budget": i.realtime_budget,
         "active": i.active,
         "revision": i.revision,
     }
+
+
+def effective_retry(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """The retry policy in effect, every setting spelt out, and where it comes from."""
+    try:
+        policy = RetryPolicy.parse(raw)
+    except BadInput:  # a row older than today's checks: show it as stored
+        return {"origin": "the integration's retry policy (as stored)", **(raw or {})}
+    return {**policy.to_dict(), "origin": policy.origin}
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -13,7 +13,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,20 +93,30 @@ class RetryPolicy:
     #: Spread retries by up to this fraction, so a CRM outage does not end in a stampede.
     jitter: float = 0.1
     #: Retry when the CRM answered but not as expected (the product default).
+    #: ``false``: the integration declares every rejection final.
     retry_rejected: bool = True
+    #: Where the policy comes from, as said in attempts: the integration's own or the default.
+    origin: str = field(default="the default retry policy", compare=False)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, *, prefix: str = "retry") -> RetryPolicy:
-        """Build a policy from ``{"max_attempts": 3, "delays": ["2m", "5m"], ...}``."""
-        if raw is None:
+        """Build a policy from ``{"max_attempts": 3, "delays": ["2m", "5m"], ...}``.
+
+        Keys left out keep the product's defaults; None (or ``{}``) is the default policy.
+        """
+        if not raw:
+            if raw is not None and not isinstance(raw, Mapping):
+                raise ConfigError(f"{prefix}: must be an object", field=prefix)
             return cls()
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{prefix}: must be an object", field=prefix)
-        known = {"max_attempts", "delays", "floor", "max_retry_after", "jitter", "retry_rejected"}
+        # "origin" is what ``integrations show`` adds: accepted back, and ignored.
+        known = {"max_attempts", "delays", "floor", "max_retry_after", "jitter", "retry_rejected",
+                 "origin"}
         for key in raw:
             if key not in known:
                 raise ConfigError(f"{prefix}.{key}: unknown key", field=f"{prefix}.{key}")
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"origin": "the integration's retry policy"}
         if "max_attempts" in raw:
             n = raw["max_attempts"]
             if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ATTEMPTS:
@@ -153,12 +163,12 @@ class RetryPolicy:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The policy in its configuration form (seconds)."""
+        """The policy in its configuration form (``2m``, ``6h``: the largest whole unit)."""
         return {
             "max_attempts": self.max_attempts,
-            "delays": [f"{d:g}s" for d in self.delays],
-            "floor": f"{self.floor:g}s",
-            "max_retry_after": f"{self.max_retry_after:g}s",
+            "delays": [_human(d) for d in self.delays],
+            "floor": _human(self.floor),
+            "max_retry_after": _human(self.max_retry_after),
             "jitter": self.jitter,
             "retry_rejected": self.retry_rejected,
         }
@@ -172,19 +182,21 @@ def next_due(
     now: datetime,
     retry_after: float | None = None,
     rand: Callable[[], float] = random.random,
+    final: bool = False,
 ) -> datetime | None:
     """When to try again after failed attempt number ``attempt`` (1-based), or None to give up.
 
     An accepted outcome never retries; a rejection retries only when the policy
-    says so. A throttled delivery waits at least ``floor``; throttled, transient
-    and proxy failures wait at least the CRM's ``Retry-After`` (clamped to
+    says so and it is not ``final`` (declared so by a rule or the connector). A
+    throttled delivery waits at least ``floor``; throttled, transient and proxy
+    failures wait at least the CRM's ``Retry-After`` (clamped to
     ``max_retry_after``). The wait, jitter included, is never more than
     :data:`MAX_DELAY`, and this never raises: out-of-range values are clamped
     (a ``NaN`` counts as the longest wait, the safe side for a CRM).
     """
     if outcome is Outcome.ACCEPTED or attempt >= policy.max_attempts:
         return None
-    if outcome is Outcome.REJECTED and not policy.retry_rejected:
+    if outcome is Outcome.REJECTED and (final or not policy.retry_rejected):
         return None
     delays = policy.delays or (0.0,)
     delay = _bounded(delays[max(0, min(attempt - 1, len(delays) - 1))])
@@ -200,6 +212,23 @@ def next_due(
         return now + timedelta(seconds=delay)
     except OverflowError:  # ``now`` within a month of year 9999
         return datetime.max.replace(tzinfo=now.tzinfo)
+
+
+def decision(policy: RetryPolicy, attempt: int, outcome: Outcome, final: str,
+             due: datetime | None) -> str:
+    """Why a failed attempt is, or is not, tried again: said in the attempt's trace.
+
+    ``not retried: final, declared by the expectation rule status in [201] (final: true)``;
+    ``retried at 2026-…: attempt 1 of 3 under the default retry policy``.
+    """
+    if outcome is Outcome.REJECTED and final:
+        return f"not retried: final, declared by {final}"
+    if outcome is Outcome.REJECTED and not policy.retry_rejected:
+        return f"not retried: final, declared by {policy.origin} (retry_rejected: false)"
+    count = f"attempt {attempt} of {policy.max_attempts} under {policy.origin}"
+    if due is None:
+        return f"not retried: {count}"
+    return f"retried at {due.isoformat()}: {count}"
 
 
 def _bounded(value: float, *, upper: float = MAX_DELAY) -> float:

@@ -39,7 +39,7 @@ from .faults import FaultKind, classify
 from .presets import GENERIC_EXPECTATIONS, Plan, plan_for
 from .reply import SoapResponse, read_reply
 from .templates import DataError, DictT, TemplateError, compile_template, refs
-from .verdicts import explain, fault_verdict, login_error, unreadable_verdict
+from .verdicts import fault_verdict, login_error, unreadable_verdict
 from .wsdl import CLIENTS, FetchOptions, WsdlInvalid, WsdlUnreachable, is_url
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 PLAIN_OUTPUTS = frozenset({"endpoint", "ttl"})
 #: A session is dropped this long before the CRM would expire it.
 SESSION_MARGIN = 60.0
+#: A lead whose data cannot fill the operation's types will not fit it later either:
+#: the connector declares such a rejection final (not retried).
+DATA_DOES_NOT_FIT = "the connector webservice_soap: the lead's data does not fit the operation"
 
 
 @dataclass(frozen=True)
@@ -374,11 +377,12 @@ class SoapConnector(Connector):
                 call.name, (), kwargs, client=prepared.client, options={"address": url}
             )
         except DataError as exc:
-            raise RejectedError(f"operation {call.name}: argument {exc}") from None
+            raise RejectedError(f"operation {call.name}: argument {exc}",
+                                final=DATA_DOES_NOT_FIT) from None
         except (ZeepError, TypeError, ValueError, LookupError, AttributeError) as exc:
             # zeep reports a value it cannot serialize in many ways.
             raise RejectedError(f"operation {call.name}: the lead does not fit the request: "
-                                f"{_short(exc)}") from None
+                                f"{_short(exc)}", final=DATA_DOES_NOT_FIT) from None
         return RenderedRequest("POST", url, dict(headers), etree_to_string(envelope),
                                step=call.step if call.step == "login" else call.name)
 
@@ -455,7 +459,7 @@ class SoapConnector(Connector):
         problem = getattr(response, "problem", None)
         if problem:
             return unreadable_verdict(response, problem)
-        return explain(judge_http(response, expectations), response, self.plan.profile)
+        return judge_http(response, expectations)
 
     def close(self) -> None:
         """Forget the session and close the transport used for configuration-time loads."""

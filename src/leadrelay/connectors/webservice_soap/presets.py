@@ -26,12 +26,11 @@ GENERIC_EXPECTATIONS: Mapping[str, Any] = {
 class OperationProfile:
     """What a known operation's answer means.
 
-    :param expectations: its default expectations (raw form), with the reference.
-    :param details: paths into the answer that explain a refusal (appended to the reason).
+    :param expectations: its default expectations (raw form), with the reference and
+        the ``reason`` paths where the answer explains a refusal.
     """
 
     expectations: Mapping[str, Any]
-    details: tuple[str, ...] = ()
 
 
 def _sf_save_result() -> OperationProfile:
@@ -46,9 +45,9 @@ def _sf_save_result() -> OperationProfile:
                 {"kind": "json_field", "path": "result[0].success", "equals": True},
             ],
             "reference": {"json": "result[0].id"},
+            "reason": ["result[0].errors[0].statusCode", "result[0].errors[0].message",
+                       "result[0].errors[0].fields"],
         },
-        details=("result[0].errors[0].statusCode", "result[0].errors[0].message",
-                 "result[0].errors[0].fields"),
     )
 
 

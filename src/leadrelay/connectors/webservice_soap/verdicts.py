@@ -2,8 +2,8 @@
 
 A fault is judged by its code (see :mod:`.faults`), an answer that is not a
 SOAP envelope by its HTTP status, and a failed login becomes the delivery
-error that says why. Rejections of known operations also carry the CRM's own
-words (Salesforce's error code and message), read from the answer.
+error that says why. The CRM's own words in a rejection's reason come from the
+expectations' ``reason`` paths (:mod:`leadrelay.engine.reasons`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import dataclasses
 from collections.abc import Mapping
 
 from leadrelay.engine.errors import DeliveryError, RejectedError, ThrottledError, TransientError
-from leadrelay.engine.expectations import Expectations, parse_path, resolve_path
+from leadrelay.engine.expectations import Expectations
 from leadrelay.engine.outcome import Outcome, RuleTrace, Verdict
 from leadrelay.engine.transport import retry_after_seconds
 from leadrelay.engine.wire import CrmResponse
 
 from .config import FaultPolicy
 from .faults import FaultKind, SoapFaultRule, classify, describe
-from .presets import OperationProfile
 from .reply import SoapResponse
 
 
@@ -69,21 +68,6 @@ def unreadable_verdict(response: CrmResponse, problem: str) -> Verdict:
         return Verdict(Outcome.TRANSIENT, reason, "unreadable answer", (check,),
                        retry_after=retry_after)
     return Verdict(Outcome.REJECTED, reason, "unreadable answer", (check,))
-
-
-def explain(verdict: Verdict, response: CrmResponse, profile: OperationProfile | None) -> Verdict:
-    """``verdict`` with the CRM's own words added to a rejection's reason, when it gave some."""
-    if verdict.outcome is not Outcome.REJECTED or profile is None or not profile.details:
-        return verdict
-    words = []
-    for path in profile.details:
-        found, value, _ = resolve_path(response.data, parse_path(path))
-        if found and value not in (None, "", []):
-            words.append(", ".join(map(str, value)) if isinstance(value, list) else str(value))
-    if not words:
-        return verdict
-    said = ": ".join(words)
-    return dataclasses.replace(verdict, reason=f"{verdict.reason} (CRM said {said[:300]})")
 
 
 def login_error(reply: SoapResponse, policy: FaultPolicy) -> DeliveryError | None:
