@@ -14,6 +14,7 @@ different origins, as on a real site. CRMs are loopback HTTP servers.
 from __future__ import annotations
 
 import html
+import http.client
 import http.server
 import json
 import os
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -209,13 +211,14 @@ def api(app: Leadrelay) -> Iterator[str]:
 
 @pytest.fixture
 def open_page(browser: Any, site: _Pages, api: str) -> Callable[..., Page]:
-    """``open_page(form_key, host="127.0.0.1")``: serve a landing page for the form and
-    open it in the browser (``host="localhost"`` gives the same page another origin)."""
+    """``open_page(form_key, host="127.0.0.1", api_url=None)``: serve a landing page for
+    the form and open it in the browser (``host="localhost"`` gives the same page another
+    origin; ``api_url`` points its script tag at another server than the API)."""
     browser.get_log("browser")  # drop what earlier tests left
 
-    def open_(form_key: str, *, host: str = "127.0.0.1") -> Page:
+    def open_(form_key: str, *, host: str = "127.0.0.1", api_url: str | None = None) -> Page:
         path = f"/landing-{len(site.pages)}.html"
-        site.pages[path] = page_html(api, form_key).encode()
+        site.pages[path] = page_html(api_url or api, form_key).encode()
         port = site.server_address[1]
         return Page(browser, f"http://{host}:{port}{path}", Console(browser)).open()
 
@@ -283,3 +286,82 @@ def crm() -> Iterator[Callable[[float], Crm]]:
 def database_url(tmp_path: Any) -> str:
     """SQLite only: these tests are about the page, and every backend is tested below it."""
     return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+class LossyFront:
+    """A loopback reverse proxy in front of the API that loses answers to lead posts.
+
+    Every request reaches the API; ``plan`` says, for each lead post in turn, what
+    becomes of the API's answer: ``"pass"``, ``"drop"`` (a ``502`` the page may not read:
+    its fetch fails as on a network error) or ``"hold"`` (kept past the embed's timeout,
+    then dropped). Posts beyond the plan pass.
+    """
+
+    def __init__(self, api_url: str, plan: list[str], hold: float = 7.5) -> None:
+        self.plan = list(plan)
+        self.posts = 0
+        target = urlsplit(api_url)
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                fate = "pass"
+                if self.command == "POST":
+                    front.posts += 1
+                    fate = front.plan.pop(0) if front.plan else "pass"
+                if fate == "hold":
+                    time.sleep(hold)
+                if fate != "pass":
+                    # A gateway error without CORS headers: the page cannot read it, its
+                    # fetch fails as on a network error. (A connection simply closed is
+                    # retried by the browser itself, the same request again.)
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_OPTIONS = _forward
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def lossy_front(api: str) -> Iterator[Callable[[list[str]], LossyFront]]:
+    """``lossy_front(plan)``: a :class:`LossyFront` before the test's API."""
+    made: list[LossyFront] = []
+
+    def make(plan: list[str]) -> LossyFront:
+        made.append(LossyFront(api, plan))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for front in made:
+            front.close()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadrelay.engine.app import Leadrelay
 
-from .conftest import Crm, Page
+from .conftest import Crm, LossyFront, Page
 
 #: What the visitor may wait beyond the budget in a browser (a loaded 2-core machine).
 MARGIN = 1.5
@@ -204,3 +204,61 @@ def test_a_page_of_an_inactive_form_says_it_takes_no_submissions(
     assert message == "This form is not taking submissions at the moment."
     assert "the form is inactive" in page.console.text()
     assert leads_stored(app) == 0
+
+
+def test_a_lost_answer_is_asked_again_with_the_same_key_and_the_lead_stored_once(
+    app: Leadrelay, open_page: Callable[..., Page], site_origin: str,
+    lossy_front: Callable[[list[str]], LossyFront],
+) -> None:
+    # Given a network that loses the API's answer to the first post (the lead got in)
+    form = a_form(app, site_origin)
+    front = lossy_front(["drop"])
+    page = open_page(form.public_key, api_url=front.url)
+
+    # When the visitor submits
+    page.fill(first_name="Jane", email="jane@example.com")
+    page.submit()
+
+    # Then the embed asks once more with the same key, gets the first post's answer, and
+    # the visitor sees the thank-you; the lead is stored once
+    page.wait(lambda: page.text_of(".leadrelay-thank-you"), "the thank-you")
+    assert front.posts == 2
+    assert leads_stored(app) == 1
+    assert page.last()["http_status"] == 202
+    assert "asking once more with the same key" in page.console.text()
+
+
+def test_no_answer_at_all_says_so_truthfully_and_sending_again_stores_nothing_twice(
+    app: Leadrelay, open_page: Callable[..., Page], site_origin: str,
+    lossy_front: Callable[[list[str]], LossyFront],
+) -> None:
+    # Given a network that holds the first answer past the embed's timeout (6 s for a form
+    # without real-time CRMs), then loses the second
+    form = a_form(app, site_origin)
+    front = lossy_front(["hold", "drop"])
+    page = open_page(form.public_key, api_url=front.url)
+
+    # When the visitor submits
+    page.fill(first_name="Jane", email="jane@example.com")
+    clicked = page.submit()
+
+    # Then after the timeout the page says it could not confirm — not that it failed, not
+    # that it was received — and is no longer "sending…"
+    message = page.wait(lambda: (t := page.text_of(".leadrelay-status")) != "Sending…" and t,
+                        "the message", timeout=15)
+    import time
+
+    assert time.monotonic() - clicked < 6.0 + 2.0
+    assert message.startswith("We could not confirm that your details were received.")
+    assert page.last()["state"] == "unconfirmed"
+    assert "timed out after 6 s" in page.console.text()
+    key = page.last()["idempotency_key"]
+
+    # When the visitor sends again, the network now fine
+    page.submit()
+
+    # Then the same key goes out, the first post's answer comes back: one lead
+    page.wait(lambda: page.text_of(".leadrelay-thank-you"), "the thank-you")
+    assert page.last()["idempotency_key"] == key
+    assert front.posts == 3
+    assert leads_stored(app) == 1
