@@ -102,13 +102,19 @@ class SmtpServer:
             raise ConfigError(f"{FIELD}: smtps:// is TLS already; starttls is for smtp://",
                               field=FIELD)
         timeout = _timeout(options.get("timeout", "30"))
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if not (username or "").isascii() or not (password or "").isascii():
+            # smtplib sends the login as ASCII: any other character could never log in.
+            raise ConfigError(f"{FIELD}: the user name and password must be ASCII "
+                              "(percent-encoded where a URL needs it)", field=FIELD)
         return cls(
             host=parts.hostname,
             port=port or _SCHEMES[parts.scheme],
             tls=tls,
             starttls=starttls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
+            username=username,
+            password=password,
             timeout=timeout,
             cafile=options.get("cafile") or None,
         )
