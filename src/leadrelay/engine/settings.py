@@ -6,6 +6,7 @@ key under ``LEADRELAY_HOME`` (``./.leadrelay``), and the in-process broker.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,6 +20,13 @@ from .secrets import SecretBox
 
 #: Top-level tables ``plugins.toml`` may have.
 PLUGINS_TOML_TABLES = frozenset({"connectors", "proxies"})
+#: ``LEADRELAY_SWEEP_INTERVAL``'s bounds, in seconds: more often hammers the ledger for
+#: nothing, less often leaves a lost delivery waiting for an hour.
+SWEEP_INTERVAL_RANGE = (0.1, 3600.0)
+#: ``LEADRELAY_WORKER_THREADS``'s bounds (those of ``--threads``).
+WORKER_THREADS_RANGE = (1, 256)
+#: The longest ``LEADRELAY_LEASE_SECONDS``: a delivery whose worker died waits that long.
+MAX_LEASE_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -118,9 +126,10 @@ class Settings:
             broker_url=broker_url,
             secret_key=secret_key or _embedded_key(home),
             plugins_file=plugins_file,
-            sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0),
+            sweep_interval=_number(env, "LEADRELAY_SWEEP_INTERVAL", 1.0,
+                                   SWEEP_INTERVAL_RANGE, unit="seconds"),
             lease_seconds=_lease(env),
-            worker_threads=int(_number(env, "LEADRELAY_WORKER_THREADS", 8)),
+            worker_threads=_whole(env, "LEADRELAY_WORKER_THREADS", 8, WORKER_THREADS_RANGE),
             **_digest_settings(env),
         )
 
@@ -129,17 +138,44 @@ class Settings:
         return PluginsFile.load(self.plugins_file)
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float,
+            bounds: tuple[float, float], *, unit: str) -> float:
+    """A finite number of ``unit`` within ``bounds`` (inclusive); ``default`` when unset.
+
+    ``nan``, ``inf`` and anything outside the bounds are a :class:`ConfigError` naming
+    ``name``, as is text that is no number.
+    """
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}", field=name) from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive", field=name)
+        raise ConfigError(f"{name} must be a number of {unit}, got {_shown(raw)}",
+                          field=name) from None
+    low, high = bounds
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number of {unit} from {low:g} to {high:g}, "
+                          f"got {_shown(raw)}", field=name)
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int]) -> int:
+    """A whole number within ``bounds`` (inclusive); ``default`` when unset."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip()
+    low, high = bounds
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not low <= int(text) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, "
+                          f"got {_shown(raw)}", field=name)
+    return int(text)
+
+
+def _shown(raw: str) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _digest_settings(env: Mapping[str, str]) -> dict[str, Any]:
@@ -167,15 +203,18 @@ def _lease(env: Mapping[str, str]) -> float:
     """``LEADRELAY_LEASE_SECONDS``: long enough that no claim is taken back from a batch
     still sending (see :mod:`.limits`: no renewal is needed then)."""
     name = "LEADRELAY_LEASE_SECONDS"
-    lease = _number(env, name, DEFAULT_LEASE_SECONDS)
-    if not MIN_LEASE_SECONDS <= lease < float("inf"):  # NaN fails this too
+    try:
+        return _number(env, name, DEFAULT_LEASE_SECONDS, (MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
+                       unit="seconds")
+    except ConfigError:
         raise ConfigError(
             f"{name} must be a finite number of seconds, at least {MIN_LEASE_SECONDS:g}: a "
             f"batch starts attempts until half its lease and an attempt may last "
-            f"{MAX_ATTEMPT_SECONDS:g} s, plus {LEASE_MARGIN:g} s to record; got {env.get(name)}",
+            f"{MAX_ATTEMPT_SECONDS:g} s, plus {LEASE_MARGIN:g} s to record; and at most "
+            f"{MAX_LEASE_SECONDS:g} (a delivery whose worker died waits that long); got "
+            f"{_shown(env.get(name, ''))}",
             field=name,
-        )
-    return lease
+        ) from None
 
 
 def _embedded_key(home: Path) -> str:

@@ -45,7 +45,8 @@ def check_attempts(raw: str) -> int:
     """``LEADRELAY_DIGEST_ATTEMPTS``: a whole number from 1 to :data:`MAX_ATTEMPTS`."""
     field = "LEADRELAY_DIGEST_ATTEMPTS"
     text = raw.strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_ATTEMPTS:
+    if (not (text.isascii() and text.isdigit() and len(text) <= 9)
+            or not 1 <= int(text) <= MAX_ATTEMPTS):
         raise ConfigError(f"{field}: must be a whole number from 1 to {MAX_ATTEMPTS}, "
                           f"got {_shown(raw)}", field=field)
     return int(text)
