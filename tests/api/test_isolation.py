@@ -30,6 +30,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/integrations/{integration_id}"): {"name": "Renamed"},
     ("post", "/v1/accounts/{account_id}/keys"): {"name": "more"},
     ("patch", "/v1/accounts/{account_id}/digest"): {"digest_hours": 12},
+    ("patch", "/v1/facebook/pages/{connection_id}"): {"name": "Renamed"},
 }
 
 
@@ -46,9 +47,12 @@ def objects_of(client: TestClient, engine: Leadrelay, a: Tenant, url: str) -> di
     lead = client.post(f"/v1/forms/{a.form_key}/leads", json=LEAD).json()
     engine.deliver_due()
     key = client.post(f"/v1/accounts/{a.account_id}/keys", headers=a.headers, json={}).json()
+    page = client.post("/v1/facebook/pages", headers=a.headers, json={
+        "page_id": "104736952280912", "app_secret": "s3cret-app", "verify_token": "v3rify",
+        "page_access_token": "EAAG-token", "forms": {"1418823349021556": a.form_id}}).json()
     return {"form_id": a.form_id, "integration_id": integration["id"],
             "lead_id": lead["lead_id"], "delivery_id": lead["deliveries"][0]["delivery_id"],
-            "account_id": a.account_id, "key_id": key["id"]}
+            "account_id": a.account_id, "key_id": key["id"], "connection_id": page["id"]}
 
 
 def operations(client: TestClient) -> list[tuple[str, str, list[str], dict[str, Any]]]:
@@ -119,7 +123,8 @@ def test_ids_in_bodies_and_filters_reach_no_other_account(
         "form_id": ids["form_id"], "name": "Mine now", "connector": "http_post",
         "config": {"url": httpserver.url_for("/x")}})
     assert made.status_code == 404
-    for path in ("/v1/integrations", "/v1/deliveries", "/v1/deliveries/failed"):
+    for path in ("/v1/integrations", "/v1/deliveries", "/v1/deliveries/failed",
+                 "/v1/facebook/leads", "/v1/facebook/pages"):
         listed = client.get(path, headers=globex.headers, params={"form_id": ids["form_id"]})
         assert listed.status_code == 200
         assert listed.json() in ([], {"items": [], "next_cursor": None}), path

@@ -19,7 +19,17 @@ from leadrelay.engine.app import Leadrelay
 from . import demo_page, errors
 from .metrics import Metrics
 from .middleware import AccessLog, BodyLimit
-from .routes import accounts, deliveries, digests, embed, forms, intake, integrations, ops
+from .routes import (
+    accounts,
+    deliveries,
+    digests,
+    embed,
+    facebook,
+    forms,
+    intake,
+    integrations,
+    ops,
+)
 
 DESCRIPTION = """\
 leadrelay delivers leads to CRMs. Pages post leads to a form's public key; external
@@ -52,7 +62,7 @@ def create_app(engine: Leadrelay | None = None, *, demo_form_key: str | None = N
         app.state.engine = engine
         app.state.metrics = Metrics(engine)
     v1 = APIRouter(prefix="/v1")
-    for module in (intake, embed, forms, integrations, deliveries, accounts, digests):
+    for module in (intake, embed, forms, integrations, deliveries, accounts, digests, facebook):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(ops.router)

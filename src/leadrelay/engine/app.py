@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from sqlalchemy import select
@@ -41,6 +41,9 @@ from .secrets import SecretBox
 from .settings import Settings
 from .sweeper import Sweeper, SweepReport
 
+if TYPE_CHECKING:
+    from leadrelay.facebook import GraphSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +57,7 @@ class Leadrelay:
         clock: Clock | None = None,
         plugins: Plugins | None = None,
         routes: ProxyRoutes | None = None,
+        graph: GraphSettings | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.clock = clock or SystemClock()
@@ -86,6 +90,11 @@ class Leadrelay:
 
         #: The failure digest (``LEADRELAY_SMTP_URL``): runs, send now, preview, history.
         self.digests = Digests(self.ledger, self.clock, self.settings)
+        from leadrelay.facebook import FacebookSource
+
+        #: Facebook Lead Ads: page connections, the webhook, the background Graph reads
+        #: (``graph``: where the Graph API is; ``LEADRELAY_FACEBOOK_GRAPH_*`` otherwise).
+        self.facebook = FacebookSource(self, graph)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
         self._scheduler: Scheduler | None = None
@@ -235,6 +244,8 @@ class Leadrelay:
             scheduler = Scheduler()
             scheduler.every("sweep", sweep_every or self.settings.sweep_interval,
                             self.sweeper.sweep)
+            scheduler.every("facebook", sweep_every or self.settings.sweep_interval,
+                            self.facebook.sweep)
             if digest:
                 scheduler.every("digest", digest_every, self.digests.run)
             scheduler.start()
@@ -274,6 +285,7 @@ class Leadrelay:
             self._slow_worker = None
         self.broker.close()
         self.runtimes.close()
+        self.facebook.close()
         self.ledger.dispose()
 
 

@@ -355,3 +355,84 @@ class Digest(Base):
         UniqueConstraint("account_id", "window_start", name="uq_digests_account_window"),
         Index("ix_digests_state_next_try", "state", "next_try_at"),
     )
+
+
+# -- Facebook Lead Ads (revision 0005) ---------------------------------------------------
+
+
+class FacebookPage(Base):
+    """A Facebook page connected to an account: where its Lead Ads leads go.
+
+    The app secret, verify token and page access token are sealed together in
+    ``secrets`` (``engine.secrets``); they are never shown.
+    """
+
+    __tablename__ = "facebook_pages"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    #: Facebook's id of the page (``entry[].id`` of a notification).
+    page_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    #: ``{"app_secret", "verify_token", "page_access_token"}``, each sealed.
+    secrets: Mapped[dict[str, Any]] = mapped_column(Json)
+    #: Facebook lead-form id → leadrelay form id.
+    forms: Mapped[dict[str, int]] = mapped_column(Json, default=dict)
+    #: ``field_data`` name → lead field, over the defaults (``facebook.fields``).
+    field_map: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    #: How Graph reads are retried (the engine's retry policy; ``None``: its defaults).
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("page_id", name="uq_facebook_pages_page_id"),)
+
+
+class FacebookReadState(enum.StrEnum):
+    """Where the Graph read of one Lead Ads lead stands."""
+
+    READING = "reading"
+    """Notified; its answers are read from the Graph API at ``next_due_at``."""
+    STORED = "stored"
+    """Read and stored as a lead (``lead_id``), routed like any lead of its form."""
+    NOT_READ = "not_read"
+    """The Graph read kept failing: in the failed collection, the reason is Graph's."""
+    UNROUTABLE = "unroutable"
+    """Its Facebook form is mapped to no leadrelay form: kept, reported, not read yet."""
+
+
+class FacebookLead(Base):
+    """One ``leadgen`` change of a notification, stored before the webhook answers.
+
+    ``leadgen_id`` is unique: Facebook sends a notification again until it gets a 200,
+    and a lead it names twice is stored once.
+    """
+
+    __tablename__ = "facebook_leads"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("facebook_pages.id"), index=True)
+    leadgen_id: Mapped[str] = mapped_column(String(64))
+    page_id: Mapped[str] = mapped_column(String(64))
+    facebook_form_id: Mapped[str | None] = mapped_column(String(64))
+    ad_id: Mapped[str | None] = mapped_column(String(64))
+    adgroup_id: Mapped[str | None] = mapped_column(String(64))
+    #: ``created_time`` of the notification (Unix seconds).
+    created_time: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    #: Graph reads tried in the current round.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When a broker message for it is expected; the sweep re-sends after that.
+    queued_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: A reader holds it until then.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    #: The leadrelay form it was stored on, and the lead.
+    form_id: Mapped[int | None] = mapped_column(ForeignKey("forms.id"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("leadgen_id", name="uq_facebook_leads_leadgen_id"),
+        Index("ix_facebook_leads_state_due", "state", "next_due_at"),
+    )
