@@ -168,3 +168,25 @@ def test_the_preflight_lets_the_embed_send_its_idempotency_key(
         "Access-Control-Request-Headers": "content-type, idempotency-key"})
     assert answer.status_code == 204
     assert "Idempotency-Key" in answer.headers["access-control-allow-headers"]
+
+
+def test_a_rejections_reason_quotes_the_crm_but_never_a_secret(
+    client: TestClient, acme: Tenant, httpserver: HTTPServer
+) -> None:
+    # Given a real-time CRM that refuses the lead, echoing the secret header it was sent
+    httpserver.expect_request("/leads").respond_with_json(
+        {"error": "token s3cret-crm-key may not create leads"}, status=400)
+    add_integration(client, acme, httpserver.url_for("/leads"), realtime=True,
+                    config={"url": httpserver.url_for("/leads"),
+                            "secret_headers": {"X-Api-Key": "s3cret-crm-key"}})
+
+    # When a page posts a lead
+    body = client.post(f"/v1/forms/{acme.form_key}/leads", json=LEAD, headers=ORIGIN).json()
+
+    # Then the page sees the CRM's words for the refusal, with the secret redacted
+    [entry] = body["deliveries"]
+    assert entry["outcome"] == "rejected"
+    assert "may not create leads" in entry["reason"]
+    view = client.get(body["status_url"]).json()
+    assert "s3cret-crm-key" not in json.dumps([body, view])
+    assert "[REDACTED]" in entry["reason"]

@@ -14,7 +14,9 @@ where it stands            state, outcome, CRM reference,    the same, with timi
                            reason, deciding rule, attempts   due times, leases
 the lead's fields          no                                yes
 requests sent to the CRM   no (no URL, body or headers)      rendered, secrets redacted
-CRM answers                no (no status, headers or body)   status, headers, body
+CRM answers                no status, headers or body (a     status, headers, body
+                           rejection's reason may quote the
+                           CRM's words, secrets redacted)
 evaluation traces, proxy   no                                yes
 =========================  ================================  ============================
 
