@@ -1,7 +1,7 @@
 """The ``leadrelay`` command: a thin layer of click over :class:`~leadrelay.engine.app.Leadrelay`.
 
 Each module holds one group of verbs (:mod:`.run`, :mod:`.leads`, :mod:`.manage`,
-:mod:`.plugins`, :mod:`.static_ips`, :mod:`.keys`, :mod:`.new_connector`,
+:mod:`.plugins`, :mod:`.static_ips`, :mod:`.keys`, :mod:`.new_connector`, :mod:`.facebook`,
 :mod:`.demo`); this one assembles them and owns the exit-code policy: 0 ok,
 1 failure, 2 usage error. Every error is one line on standard error
 (``error: config.url: Input should be a valid URL…``), never a traceback —
@@ -183,13 +183,25 @@ def _register(group: click.Group, commands: Sequence[click.Command]) -> None:
 
 
 def _assemble() -> None:
-    from . import demo, digest, keys, leads, manage, new_connector, plugins, run, static_ips
+    from . import (
+        demo,
+        digest,
+        facebook,
+        keys,
+        leads,
+        manage,
+        new_connector,
+        plugins,
+        run,
+        static_ips,
+    )
 
     _register(main, [run.serve, run.api, run.worker, run.scheduler, demo.demo,
                      leads.submit, leads.deliveries, leads.inspect, leads.replay,
                      plugins.plugins_command, static_ips.static_ips, keys.secret_key, keys.keys,
                      new_connector.new_connector, digest.digest,
-                     manage.accounts, manage.forms, manage.integrations])
+                     manage.accounts, manage.forms, manage.integrations,
+                     facebook.facebook])
 
 
 _assemble()
