@@ -7,9 +7,14 @@ Two kinds of failure are counted, apart:
 - **still retrying**: deliveries pending (or being sent) now, with a failed attempt in the
   window.
 
-Both are grouped per integration and, within one, per reason (the delivery's last
-reason), each group with its count, first and last failure, and one sample answer of the
-CRM (already redacted when it was recorded). However many failures a window holds, the
+Beside them, **leads not routed**: Facebook Lead Ads leads whose Graph read gave up
+(``not_read``, Graph's error as the reason) or whose Facebook form is mapped to no form
+(``unroutable``), in the window — no delivery exists for them yet, so they are counted
+apart, grouped per state and reason.
+
+Both kinds of failed delivery are grouped per integration and, within one, per reason (the
+delivery's last reason), each group with its count, first and last failure, and one sample
+answer of the CRM (already redacted when it was recorded). However many failures a window holds, the
 content has at most :data:`TOP_INTEGRATIONS` integrations and :data:`TOP_REASONS` reasons of
 each kind per integration, with totals for the rest: the database counts, Python reads
 a few dozen rows.
@@ -25,7 +30,18 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from ..ledger import IN_DOUBT, SENDING, Attempt, Delivery, DeliveryState, Form, Integration
+from ..ledger import (
+    IN_DOUBT,
+    SENDING,
+    Attempt,
+    Delivery,
+    DeliveryState,
+    FacebookLead,
+    FacebookPage,
+    FacebookReadState,
+    Form,
+    Integration,
+)
 from ..outcome import Outcome
 from .windows import Window
 
@@ -110,6 +126,19 @@ class IntegrationPart:
 
 
 @dataclass(frozen=True)
+class Unrouted:
+    """Leads of one source that reached no form's deliveries, for one reason."""
+
+    source: str
+    #: ``not_read`` (the read from the source gave up) or ``unroutable`` (no form mapped).
+    state: str
+    reason: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True)
 class DigestContent:
     """Everything one digest says (links and commands are the renderer's)."""
 
@@ -125,11 +154,20 @@ class DigestContent:
     other_integrations: int = 0
     other_given_up: int = 0
     other_retrying: int = 0
+    #: Leads not routed in the window (top reasons), how many in all, and in hidden reasons.
+    unrouted: tuple[Unrouted, ...] = ()
+    unrouted_count: int = 0
+    other_unrouted: int = 0
+
+    @property
+    def deliveries(self) -> int:
+        """Failed deliveries the digest is about."""
+        return self.given_up + self.retrying
 
     @property
     def total(self) -> int:
-        """Deliveries the digest is about."""
-        return self.given_up + self.retrying
+        """Everything the digest is about: failed deliveries and leads not routed."""
+        return self.given_up + self.retrying + self.unrouted_count
 
     @property
     def first_at(self) -> datetime | None:
@@ -145,7 +183,8 @@ class DigestContent:
 def count_failures(s: Session, account_id: int, window: Window) -> int:
     """How many deliveries a digest of ``window`` would be about (cheap: counts only)."""
     total = 0
-    for failures in (_given_up(account_id, window), _retrying(account_id, window)):
+    for failures in (_given_up(account_id, window), _retrying(account_id, window),
+                     _unrouted(account_id, window)):
         total += s.scalar(select(func.count()).select_from(failures)) or 0
     return total
 
@@ -161,8 +200,12 @@ def build_content(
         for kind, sq in kinds.items()
     }
     ids = sorted(set(totals["given_up"]) | set(totals["retrying"]))
+    unrouted, unrouted_count = _unrouted_groups(s, account_id, window)
+    others = unrouted_count - sum(u.count for u in unrouted)
     if not ids:
-        return DigestContent(account_id, account_name, window, now, 0, 0, ())
+        return DigestContent(account_id, account_name, window, now, 0, 0, (),
+                             unrouted=unrouted, unrouted_count=unrouted_count,
+                             other_unrouted=others)
     successes = dict(
         s.execute(
             select(Delivery.integration_id, func.max(Delivery.finished_at))
@@ -220,7 +263,45 @@ def build_content(
         other_integrations=len(hidden),
         other_given_up=sum(totals["given_up"].get(i, (0,))[0] for i in hidden),
         other_retrying=sum(totals["retrying"].get(i, (0,))[0] for i in hidden),
+        unrouted=unrouted, unrouted_count=unrouted_count, other_unrouted=others,
     )
+
+
+# -- leads not routed (no delivery yet) ---------------------------------------------------
+
+_UNROUTED_STATES = (FacebookReadState.NOT_READ.value, FacebookReadState.UNROUTABLE.value)
+
+
+def _unrouted(account_id: int, window: Window) -> Subquery:
+    """Facebook leads of the account that gave up or found no form, in the window."""
+    return (
+        select(FacebookLead.id.label("id"), FacebookLead.state.label("state"),
+               func.coalesce(FacebookLead.last_reason, "").label("reason"),
+               FacebookLead.finished_at.label("at"))
+        .join(FacebookPage, FacebookPage.id == FacebookLead.connection_id)
+        .where(FacebookPage.account_id == account_id,
+               FacebookLead.state.in_(_UNROUTED_STATES),
+               FacebookLead.finished_at >= window.start,
+               FacebookLead.finished_at < window.end)
+        .subquery()
+    )
+
+
+def _unrouted_groups(s: Session, account_id: int,
+                     window: Window) -> tuple[tuple[Unrouted, ...], int]:
+    """The top reasons of the window's leads not routed, and how many there are."""
+    sq = _unrouted(account_id, window)
+    rows = list(s.execute(
+        select(sq.c.state, sq.c.reason, func.count().label("n"), func.min(sq.c.at),
+               func.max(sq.c.at))
+        .group_by(sq.c.state, sq.c.reason)
+        .order_by(func.count().desc(), sq.c.reason)
+        .limit(2 * TOP_REASONS)
+    ))
+    shown = tuple(Unrouted("facebook", state, reason[:REASON_CHARS], n, first, last)
+                  for state, reason, n, first, last in rows)
+    total = (s.scalar(select(func.count()).select_from(sq)) or 0) if rows else 0
+    return shown, total
 
 
 # -- the two kinds of failure, as subqueries of (id, iid, outcome, reason, first, last) ------

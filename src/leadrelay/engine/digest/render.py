@@ -21,7 +21,7 @@ from email.utils import format_datetime
 from html import escape
 from urllib.parse import urlencode
 
-from .content import DigestContent, IntegrationPart, ReasonGroup, Sample, Tally
+from .content import DigestContent, IntegrationPart, ReasonGroup, Sample, Tally, Unrouted
 from .windows import Window
 
 #: Where the API's links point when ``LEADRELAY_PUBLIC_URL`` is unset.
@@ -71,9 +71,15 @@ def render(content: DigestContent, *, public_url: str | None) -> Rendered:
 
 def subject_of(content: DigestContent) -> str:
     """``leadrelay: 42 failed deliveries for Acme (2026-01-01 06:00 to 2026-01-01 12:00 UTC)``."""
-    count = content.total
-    noun = "failed delivery" if count == 1 else "failed deliveries"
-    return f"leadrelay: {count} {noun} for {_line(content.account_name)} ({content.window})"
+    parts = []
+    count = content.deliveries
+    if count or not content.unrouted_count:
+        parts.append(f"{count} {'failed delivery' if count == 1 else 'failed deliveries'}")
+    if content.unrouted_count:
+        n = content.unrouted_count
+        parts.append(f"{n} {'lead' if n == 1 else 'leads'} not routed")
+    return (f"leadrelay: {', '.join(parts)} for {_line(content.account_name)} "
+            f"({content.window})")
 
 
 def replay_for(content: DigestContent, *, base: str, integration: int | None = None) -> Replay:
@@ -133,6 +139,13 @@ def _text(c: DigestContent, replay: Replay, base: str) -> str:
     if c.other_integrations:
         out += ["", f"... and {c.other_integrations} more integrations: "
                     f"{c.other_given_up} given up, {c.other_retrying} still being retried."]
+    if c.unrouted_count:
+        out += ["", f"LEADS NOT ROUTED: {c.unrouted_count} (no delivery yet: kept, not lost)"]
+        out += [f"- {u.count} x {_unrouted(u)} ({_when(u.first_at)} to {_when(u.last_at)})"
+                for u in c.unrouted]
+        if c.other_unrouted:
+            out.append(f"- and {c.other_unrouted} more for other reasons")
+        out += [f"See them: {_unrouted_command(c)}", _UNROUTED_TODO]
     out += ["", "WHAT TO DO"]
     if c.given_up:
         out += [
@@ -208,6 +221,15 @@ def _html(c: DigestContent, replay: Replay, base: str) -> str:
                    f"<td>{c.other_given_up}</td><td>{c.other_retrying}</td>"
                    "<td></td><td></td></tr>")
     out.append("</tbody></table>")
+    if c.unrouted_count:
+        out.append(f"<h2>Leads not routed: {c.unrouted_count}</h2>"
+                   "<p>No delivery yet: kept, not lost.</p><ul>")
+        out += [f"<li>{u.count} &times; <code>{e(_unrouted(u))}</code> "
+                f"({e(_when(u.first_at))} to {e(_when(u.last_at))})</li>" for u in c.unrouted]
+        if c.other_unrouted:
+            out.append(f"<li>and {c.other_unrouted} more for other reasons</li>")
+        out.append(f"</ul><p>See them: <code>{e(_unrouted_command(c))}</code>. "
+                   f"{e(_UNROUTED_TODO)}</p>")
     for part in c.integrations:
         out.append(f"<h3>{e(_title(part))}</h3>")
         out += _tally_html("Given up (in the failed collection)", part.given_up)
@@ -258,8 +280,27 @@ def _tally_html(label: str, tally: Tally) -> list[str]:
 
 
 def _summary(c: DigestContent) -> str:
-    return (f"{c.total} deliveries failed: {c.given_up} given up (in the failed collection), "
-            f"{c.retrying} still being retried.")
+    text = (f"{c.deliveries} deliveries failed: {c.given_up} given up (in the failed "
+            f"collection), {c.retrying} still being retried.")
+    if c.unrouted_count:
+        text += f" {c.unrouted_count} leads were not routed to a form's integrations."
+    return text
+
+
+_UNROUTED_TODO = ("A Graph read that gave up (not_read) is read again with 'leadrelay facebook "
+                  "read-again CONNECTION_ID' once its page token works; a lead of an unmapped "
+                  "Facebook form (unroutable) is read and routed as soon as that form is mapped "
+                  "('leadrelay facebook update CONNECTION_ID --form FB_FORM_ID=FORM_ID').")
+
+
+def _unrouted(u: Unrouted) -> str:
+    what = ("Facebook Lead Ads: the Graph read gave up" if u.state == "not_read"
+            else "Facebook Lead Ads: no form mapped")
+    return f"{what}: {_line(u.reason)}" if u.reason else what
+
+
+def _unrouted_command(c: DigestContent) -> str:
+    return f"leadrelay facebook leads --account {c.account_id}"
 
 
 def _title(part: IntegrationPart) -> str:
