@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.clock import FakeClock
 
 from .conftest import LEAD, Tenant, add_integration, error_of
 
@@ -68,3 +69,39 @@ def test_digest_settings_are_checked_and_a_refusal_changes_nothing(
                               "digest_hours": 12}
     account = client.get(f"/v1/accounts/{acme.account_id}", headers=acme.headers).json()
     assert account["owner_email"] == "ops@acme.test"
+
+
+def test_the_replay_call_a_digest_shows_replays_exactly_its_deliveries(
+    client: TestClient, engine: Leadrelay, acme: Tenant, globex: Tenant, clock: FakeClock,
+    httpserver: HTTPServer,
+) -> None:
+    # Given a failure of Acme in the window that closed at 12:00, two in the current one
+    # (12:00 onward), and one of Globex in the current one
+    httpserver.expect_request("/crm").respond_with_data("no", status=400)
+    add_integration(client, acme, httpserver.url_for("/crm"), retry={"max_attempts": 1})
+    add_integration(client, globex, httpserver.url_for("/crm"), retry={"max_attempts": 1})
+
+    def fail(tenant: Tenant) -> int:
+        origin = {"Origin": "https://acme.example"} if tenant is acme else {}
+        posted = client.post(f"/v1/forms/{tenant.form_key}/leads", json=LEAD, headers=origin)
+        assert posted.status_code in (201, 202), posted.text
+        engine.deliver_due()
+        return int(posted.json()["deliveries"][0]["delivery_id"])
+
+    earlier = fail(acme)
+    clock.advance(hours=4)  # 13:00
+    listed = {fail(acme), fail(acme)}
+    elsewhere = fail(globex)
+
+    # When Acme runs the API call its digest preview shows, with its own key
+    preview = client.get(f"/v1/accounts/{acme.account_id}/digest/preview",
+                         headers=acme.headers).json()
+    assert preview["failures"] == 2
+    done = client.post("/v1/replays", headers=acme.headers, json=preview["replay_api"])
+
+    # Then exactly the two deliveries of the digest are queued again
+    assert done.status_code == 200, done.text
+    assert done.json()["count"] == 2
+    states = {d: engine.inspect(d)["delivery"]["state"] for d in (earlier, *listed, elsewhere)}
+    assert states == {earlier: "not_integrated", **dict.fromkeys(listed, "pending"),
+                      elsewhere: "not_integrated"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -308,3 +308,42 @@ def test_names_from_users_cannot_break_out_of_the_html_or_the_subject(
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert re.fullmatch(r"leadrelay: 1 failed delivery for Acme <script>.*UTC\)",
                         mail.message["Subject"])
+
+
+def test_an_account_with_its_own_interval_gets_windows_of_that_length(
+    app: Leadrelay, crm: Crm, mailbox: Mailbox, clock: FakeClock, httpserver
+) -> None:
+    # Given Acme on the deployment's 6 hours and Globex on its own 12, both failing at 09:00
+    globex = app.manage.create_account("Globex", "owner@globex.test", plan="growth")
+    app.manage.update_account(globex.id, digest_hours=12)
+    other = Crm(app, httpserver, globex.id, app.manage.create_form(globex.id, "F").id)
+    crm.integration("Salesforce", "/sf")
+    other.integration("Pipedrive", "/pd")
+    crm.leads(1)
+    other.leads(2)
+
+    # When both windows have closed at 12:00
+    clock.advance(hours=3)
+    sent = {r.recipient: r for r in app.digests.run()}
+
+    # Then each owner got the window of its own interval
+    assert sent[OWNER].window == Window(at(6), at(12))
+    assert sent["owner@globex.test"].window == Window(at(0), at(12))
+    subjects = {m.rcpt_tos[0]: m.message["Subject"] for m in mailbox.received}
+    assert subjects == {
+        OWNER: "leadrelay: 1 failed delivery for Acme (2026-01-01 06:00 to 2026-01-01 12:00 UTC)",
+        "owner@globex.test": "leadrelay: 2 failed deliveries for Globex "
+                             "(2026-01-01 00:00 to 2026-01-01 12:00 UTC)",
+    }
+
+    # and new failures at 15:00 reach Acme at 18:00, Globex not before midnight
+    clock.advance(hours=3)
+    crm.leads(1)
+    other.leads(1)
+    clock.advance(hours=3)
+    assert [r.recipient for r in app.digests.run()] == [OWNER]
+    clock.advance(hours=6)
+    [late] = [r for r in app.digests.run() if r.state == "sent"]
+    assert late.recipient == "owner@globex.test" and late.window == Window(at(12), at(0) +
+                                                                           timedelta(days=1))
+    assert late.failures == 1 and len(mailbox.received) == 4
