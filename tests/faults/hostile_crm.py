@@ -132,8 +132,12 @@ class Received:
 
 
 @functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=4)
 def gzip_bomb(size: int) -> bytes:
-    """A gzip body that inflates to ``size`` bytes of JSON-looking text."""
+    """A gzip body that inflates to ``size`` bytes of JSON-looking text.
+
+    Made once per size: compressing a gigabyte takes seconds and a gigabyte of memory,
+    which a CRM answering ten bombs at once must not spend ten times over."""
     return gzip.compress(b'{"pad": "' + b"a" * max(0, size - 11) + b'"}', compresslevel=9)
 
 
