@@ -99,6 +99,18 @@ class Connector(abc.ABC):
         Raise :class:`ConfigError` naming what is wrong. The default does nothing.
         """
 
+    def settle_expectations(
+        self, expectations: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """The expectations to store for an integration saved with ``expectations``.
+
+        Called after :meth:`check`. The default keeps them as given (None: the
+        connector's defaults apply). A connector may refuse to leave success to a
+        generic default (raise :class:`ConfigError` saying what to write) or return
+        defaults it derived from the CRM's contract, stored so the operator sees them.
+        """
+        return expectations
+
     # -- delivery time --------------------------------------------------------------
 
     @abc.abstractmethod

@@ -348,9 +348,12 @@ class Management:
         )
         try:
             instance.check(transport.client(Redactor(secret_values(instance.config))))
+            settled = instance.settle_expectations(expectations or None)
         finally:
             instance.close()
             transport.close()
+        if settled is not expectations and settled:
+            expectations = settled  # derived by the connector: stored, so shown
         parsed = Expectations.parse(
             expectations,
             self.plugins.expectation_kinds,

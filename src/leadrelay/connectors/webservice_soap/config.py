@@ -89,6 +89,11 @@ class LoginStep(ConnectorConfig):
     arguments: dict[str, Any] = pydantic.Field(default_factory=dict)
     headers: dict[str, Any] = pydantic.Field(default_factory=dict)
     outputs: dict[str, str] = pydantic.Field(min_length=1)
+    #: What a good login answer looks like, judged like a delivery's (same rules,
+    #: ``reason`` paths for the CRM's words). A login answered at HTTP 200 with a
+    #: refusal (a ``-1`` session id, ``error.number`` 10) is a failed login, never a session.
+    #: None: derived from the login answer's type when it has an obvious error object.
+    expectations: dict[str, Any] | None = None
     #: Seconds a session is reused for before logging in again.
     session_ttl: Annotated[float, pydantic.Field(gt=0, le=7 * 86400)] = 3600.0
 
@@ -149,7 +154,18 @@ class SoapConfig(ConnectorConfig):
     #: Other secrets templates may use as ``{secrets.NAME}`` (tokens, API keys).
     secrets: dict[str, pydantic.SecretStr] = pydantic.Field(default_factory=dict)
     login: LoginStep | None = None
+    #: Rules of which any passing on an answer to the create step means "the session
+    #: expired" even without a fault (SugarCRM: ``error.number == 11`` at HTTP 200): the
+    #: connector logs in again, once per attempt, as for an invalid-session fault.
+    session_expired: list[dict[str, Any]] | None = None
+    #: The field names the CRM accepts where names are data (Partner ``$any`` fields,
+    #: ``$each_field`` names): a mapped field outside it is refused when the integration
+    #: is saved, and a lead field outside it when it is delivered.
+    allowed_fields: list[str] | None = None
     faults: FaultPolicy = pydantic.Field(default_factory=FaultPolicy)
+    #: Send SOAP-encoded type markup (``xsi:type``, ``SOAP-ENC:arrayType``), as older nusoap
+    #: servers need; None: for rpc-style operations (rpc/encoded in practice).
+    encoded: bool | None = None
     connect_timeout: ConnectSeconds | None = None
     read_timeout: ReadSeconds | None = None
     #: Read timeout for fetching the WSDL and its imports.

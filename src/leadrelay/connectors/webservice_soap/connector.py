@@ -14,7 +14,9 @@ redacted, timed and routed like any other connector's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,15 +29,24 @@ from zeep.wsdl.utils import etree_to_string
 
 from leadrelay.engine.connector import Connector, LeadEnvelope
 from leadrelay.engine.errors import ConfigError, RejectedError, TransientError
-from leadrelay.engine.expectations import Expectations, parse_path, resolve_path
+from leadrelay.engine.expectations import (
+    Expectations,
+    Rule,
+    builtin_rules,
+    parse_path,
+    resolve_path,
+)
 from leadrelay.engine.judging import judge_http
-from leadrelay.engine.outcome import Verdict
+from leadrelay.engine.outcome import Outcome, RuleTrace, Verdict
+from leadrelay.engine.secrets import Redactor
 from leadrelay.engine.transport import HttpClient, Timeouts, Transport
 from leadrelay.engine.wire import CrmResponse, RenderedRequest
 
+from .answers import AnswerField, answer_fields, derive, listing, suggestion
 from .binding import BDict, Binder, Context, render
 from .config import SoapConfig
-from .faults import FaultKind, classify
+from .encoded import annotate
+from .faults import FaultKind, SoapFaultRule, classify
 from .presets import GENERIC_EXPECTATIONS, Plan, plan_for
 from .reply import SoapResponse, read_reply
 from .templates import DataError, DictT, TemplateError, compile_template, refs
@@ -74,6 +85,12 @@ class Prepared:
     address: str | None
     create: Call
     login: Call | None
+    #: The fields of the create step's result, from the WSDL.
+    answer: tuple[AnswerField, ...] = ()
+    #: Default expectations derived from that result's type (None: nothing obvious).
+    derived: dict[str, Any] | None = None
+    #: How a login answer is judged (the operator's, else derived from its type).
+    login_expectations: Expectations | None = None
 
 
 #: The clock of login sessions' lifetimes (tests replace it, not ``time.monotonic`` itself,
@@ -115,6 +132,18 @@ class SoapConnector(Connector):
             {n: parse_path(p) for n, p in login.outputs.items()} if login else {}
         )
         self._check_placeholders()
+        kinds = _kinds()
+        self._login_rules = (
+            _expectations(login.expectations, kinds, "login.expectations")
+            if login is not None and login.expectations else None
+        )
+        self._session_rules = (
+            _expectations({"combine": "any", "rules": config.session_expired}, kinds,
+                          "session_expired")
+            if config.session_expired else None
+        )
+        self._allowed = frozenset(config.allowed_fields) if config.allowed_fields else None
+        self._check_allowed()
         profile = self.plan.profile
         if profile is not None and profile.expectations:
             # The operation's own defaults (Salesforce ``create``: success == true, with
@@ -160,6 +189,49 @@ class SoapConnector(Connector):
                     problem = "{field.*} is only available inside $each_field"
                 if problem:
                     raise ConfigError(f"config.{where}: {ref.text}: {problem}", field=where)
+
+    def _check_allowed(self) -> None:
+        """Mapped field names and ``$any`` names must be ones the CRM publishes."""
+        if self._allowed is None:
+            return
+        names = list(self.config.fields.root) if not self.config.fields.passthrough else []
+        names += _any_names(self._arguments)
+        unknown = [n for n in names if n not in self._allowed]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(self._allowed), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"config.fields: {unknown[0]!r} is not in allowed_fields{hint}",
+                              field="fields")
+
+    def settle_expectations(
+        self, expectations: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """An operation without a preset does not leave success to "2xx and no fault".
+
+        Given expectations must name the CRM reference; without any, a default derived
+        from the result type (a ``success`` flag, an ``error.number``, a ``status`` beside
+        an ``error``) is returned, to be stored and shown; else the integration is
+        refused with the result's fields listed and a rule to start from.
+        """
+        if self.plan.profile is not None:
+            return expectations
+        prepared = self._prepare(None)
+        name = prepared.create.name
+        fields = list(prepared.answer)
+        if expectations:
+            if not expectations.get("reference"):
+                raise ConfigError(
+                    f"expectations.reference: operation {name} has no preset: say where its "
+                    f"answer carries the new record's id (fields: {listing(fields)})",
+                    field="expectations.reference")
+            return expectations
+        if prepared.derived is not None:
+            return prepared.derived
+        example = json.dumps(suggestion(fields))
+        raise ConfigError(
+            f"expectations: operation {name} has no preset, and HTTP 200 without a fault does "
+            f"not mean the CRM took the lead: give expectations and a reference, e.g. "
+            f"{example} (its answer's fields: {listing(fields)})", field="expectations")
 
     def check(self, http: HttpClient | None = None) -> None:
         """Load the WSDL and check the service, operations, arguments and headers against it.
@@ -227,7 +299,15 @@ class SoapConnector(Connector):
         if not address:
             raise ConfigError("config.endpoint: the WSDL gives no address; set 'endpoint'",
                               field="endpoint")
-        return Prepared(client, binding, address, create, login)
+        answer = tuple(answer_fields(create.operation))
+        login_expectations = self._login_rules
+        if login is not None and login_expectations is None:
+            derived_login = derive(answer_fields(login.operation))
+            if derived_login is not None:
+                derived_login.pop("reference", None)  # a login answers a session, not a record
+                login_expectations = _expectations(derived_login, _kinds(), "login.expectations")
+        return Prepared(client, binding, address, create, login, answer, derive(list(answer)),
+                        login_expectations)
 
     def _port(self, client: zeep.Client) -> tuple[Any, str | None]:
         services = client.wsdl.services
@@ -297,8 +377,16 @@ class SoapConnector(Connector):
             values = {n: f"{{session.{n}}}" for n in self.plan.login.outputs}
             current = self._session
             session = LoginSession(values, current.endpoint if current else None, 0.0, ())
-        return self._envelope(prepared, prepared.create, self._context(lead, session),
-                              self._create_url(prepared, session))
+        ctx = self._context(lead, session)
+        request = self._envelope(prepared, prepared.create, ctx,
+                                 self._create_url(prepared, session))
+        if not ctx.derived_secrets:
+            return request
+        # What is computed from a secret (an md5 of a password, a signature) is a secret:
+        # a dry run, a preview or a test-send shows where it goes, never its value.
+        mask = Redactor(ctx.derived_secrets)
+        return dataclasses.replace(request, headers=mask.headers(request.headers),
+                                   body=mask.text(request.body_text()).encode())
 
     def send(self, lead: LeadEnvelope, http: HttpClient) -> CrmResponse:
         """Log in if needed, call the operation, and return its parsed answer.
@@ -309,9 +397,9 @@ class SoapConnector(Connector):
         prepared = self._prepare_for_delivery(http)
         fields = self.config.fields.apply(lead.fields)
         session = self._ensure_session(prepared, http, lead, None) if prepared.login else None
+        self._check_lead_fields(fields)
         response = self._create(prepared, lead, fields, session, http)
-        if (session is not None and response.fault
-                and self._fault_kind(response) is FaultKind.SESSION):
+        if session is not None and self._session_refused(response):
             # The session expired early (or was revoked): log in again, once.
             session = self._ensure_session(prepared, http, lead, stale=session)
             response = self._create(prepared, lead, fields, session, http)
@@ -376,6 +464,8 @@ class SoapConnector(Connector):
             envelope, headers = prepared.binding._create(
                 call.name, (), kwargs, client=prepared.client, options={"address": url}
             )
+            if self._encoded(call):
+                annotate(envelope, call.operation)
         except DataError as exc:
             raise RejectedError(f"operation {call.name}: argument {exc}",
                                 final=DATA_DOES_NOT_FIT) from None
@@ -385,6 +475,11 @@ class SoapConnector(Connector):
                                 f"{_short(exc)}", final=DATA_DOES_NOT_FIT) from None
         return RenderedRequest("POST", url, dict(headers), etree_to_string(envelope),
                                step=call.step if call.step == "login" else call.name)
+
+    def _encoded(self, call: Call) -> bool:
+        if self.config.encoded is not None:
+            return self.config.encoded
+        return getattr(call.operation, "style", None) == "rpc"
 
     # -- the login step ---------------------------------------------------------------
 
@@ -417,6 +512,11 @@ class SoapConnector(Connector):
         error = login_error(reply, self.plan.faults)
         if error is not None:
             raise error
+        if prepared.login_expectations is not None:
+            # Judged like a delivery: a refusal at HTTP 200 is a failed login, not a session.
+            verdict = prepared.login_expectations.evaluate(reply)
+            if verdict.outcome is not Outcome.ACCEPTED:
+                raise RejectedError(f"login ({call.name}) refused: {verdict.reason}")
         values: dict[str, Any] = {}
         for name, path in self._output_paths.items():
             found, value, _why = resolve_path(reply.data, path)
@@ -445,6 +545,32 @@ class SoapConnector(Connector):
         assert response.fault is not None
         return classify(response.fault, self.plan.faults)
 
+    def _session_refused(self, response: SoapResponse) -> bool:
+        """An invalid-session fault, or an answer the ``session_expired`` rules match."""
+        if response.fault:
+            return self._fault_kind(response) is FaultKind.SESSION
+        return self._expired(response) is not None
+
+    def _expired(self, response: CrmResponse) -> RuleTrace | None:
+        """The ``session_expired`` rule that matched ``response``, if any did."""
+        if self._session_rules is None or response.fault or getattr(response, "problem", None):
+            return None
+        verdict = self._session_rules.evaluate(response)
+        if verdict.outcome is not Outcome.ACCEPTED:
+            return None
+        return next((t for t in verdict.trace if t.passed), None)
+
+    def _check_lead_fields(self, fields: Mapping[str, Any]) -> None:
+        """With ``allowed_fields``, a lead whose fields go out as names must use known ones."""
+        if self._allowed is None or not self.config.fields.passthrough:
+            return
+        unknown = sorted(n for n, v in fields.items()
+                         if n not in self._allowed and v not in (None, ""))
+        if unknown:
+            raise RejectedError(
+                f"field {unknown[0]!r} is not one the CRM accepts (allowed_fields)",
+                final="the connector webservice_soap: allowed_fields")
+
     def judge(self, response: CrmResponse, expectations: Expectations) -> Verdict:
         """SOAP faults and unreadable answers first, then the expectations.
 
@@ -459,6 +585,14 @@ class SoapConnector(Connector):
         problem = getattr(response, "problem", None)
         if problem:
             return unreadable_verdict(response, problem)
+        expired = self._expired(response)
+        if expired is not None:
+            again = " after logging in again" if getattr(response, "relogged", False) else ""
+            words = expectations.words(response)
+            said = f" (CRM said {words})" if words else ""
+            return Verdict(Outcome.TRANSIENT,
+                           f"CRM refused the session{again}: {expired.rule} {expired.detail}{said}",
+                           "session_expired", (expired,))
         return judge_http(response, expectations)
 
     def close(self) -> None:
@@ -467,6 +601,36 @@ class SoapConnector(Connector):
         if self._own_transport is not None:
             self._own_transport.close()
             self._own_transport = None
+
+
+def _kinds() -> dict[str, type[Rule]]:
+    """The rule kinds usable inside the connector's own expectations (login, session)."""
+    rules: list[type[Rule]] = [*builtin_rules(), SoapFaultRule]
+    return {r.kind: r for r in rules}
+
+
+def _expectations(raw: Mapping[str, Any], kinds: Mapping[str, type[Rule]],
+                  where: str) -> Expectations:
+    try:
+        return Expectations.parse(raw, kinds)
+    except ConfigError as exc:
+        # "expectations.rules[0]…" of the step becomes "config.login.expectations.rules[0]…".
+        text = str(exc).removeprefix("expectations")
+        raise ConfigError(f"config.{where}{text}", field=where) from None
+
+
+def _any_names(node: Any) -> list[str]:
+    """Element names written in ``$any`` slots of a template."""
+    out: list[str] = []
+    if isinstance(node, DictT):
+        if isinstance(node.any, Mapping):
+            out += list(node.any)
+        for child in node.items.values():
+            out += _any_names(child)
+    elif hasattr(node, "items") and isinstance(node.items, tuple):
+        for child in node.items:
+            out += _any_names(getattr(child, "template", child))
+    return out
 
 
 def _compile(raw: Mapping[str, Any], where: str) -> DictT:
