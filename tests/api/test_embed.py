@@ -190,3 +190,20 @@ def test_a_rejections_reason_quotes_the_crm_but_never_a_secret(
     view = client.get(body["status_url"]).json()
     assert "s3cret-crm-key" not in json.dumps([body, view])
     assert "[REDACTED]" in entry["reason"]
+
+
+def test_a_forms_thank_you_message_is_set_checked_and_given_to_the_embed(
+    client: TestClient, acme: Tenant
+) -> None:
+    # When the form gets a thank-you message, then a message over the limit
+    set_ = client.patch(f"/v1/forms/{acme.form_id}", headers=acme.headers,
+                        json={"thank_you_message": "Thanks! We call back within a day."})
+    bad = client.patch(f"/v1/forms/{acme.form_id}", headers=acme.headers,
+                       json={"thank_you_message": "x" * 501})
+
+    # Then the first is kept and given to the embed, the second refused naming the field
+    assert set_.status_code == 200 and set_.json()["thank_you_message"] == (
+        "Thanks! We call back within a day.")
+    assert bad.status_code == 422 and error_of(bad)["field"] == "thank_you_message"
+    settings = client.get(f"/v1/forms/{acme.form_key}/embed", headers=ORIGIN).json()
+    assert settings["thank_you_message"] == "Thanks! We call back within a day."

@@ -142,8 +142,10 @@ class _Pages(http.server.ThreadingHTTPServer):
     pages: dict[str, bytes]
 
 
-def page_html(api_url: str, form_key: str, title: str = "Contact us") -> str:
+def page_html(api_url: str, form_key: str, title: str = "Contact us",
+              thank_you: str | None = "Thanks, we will call you back.") -> str:
     """A landing page as a site would write it: a plain form, one script tag."""
+    thanks = f' data-thank-you="{html.escape(thank_you)}"' if thank_you else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>
 <body>
@@ -153,8 +155,7 @@ def page_html(api_url: str, form_key: str, title: str = "Contact us") -> str:
   <label>Phone <input name="phone"></label>
   <button type="submit">Send</button>
 </form>
-<script src="{api_url}/v1/embed.js" data-form-key="{html.escape(form_key)}"
-        data-thank-you="Thanks, we will call you back."></script>
+<script src="{api_url}/v1/embed.js" data-form-key="{html.escape(form_key)}"{thanks}></script>
 </body></html>
 """
 
@@ -216,9 +217,10 @@ def open_page(browser: Any, site: _Pages, api: str) -> Callable[..., Page]:
     origin; ``api_url`` points its script tag at another server than the API)."""
     browser.get_log("browser")  # drop what earlier tests left
 
-    def open_(form_key: str, *, host: str = "127.0.0.1", api_url: str | None = None) -> Page:
+    def open_(form_key: str, *, host: str = "127.0.0.1", api_url: str | None = None,
+              **page: Any) -> Page:
         path = f"/landing-{len(site.pages)}.html"
-        site.pages[path] = page_html(api_url or api, form_key).encode()
+        site.pages[path] = page_html(api_url or api, form_key, **page).encode()
         port = site.server_address[1]
         return Page(browser, f"http://{host}:{port}{path}", Console(browser)).open()
 

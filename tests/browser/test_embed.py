@@ -262,3 +262,29 @@ def test_no_answer_at_all_says_so_truthfully_and_sending_again_stores_nothing_tw
     assert page.last()["idempotency_key"] == key
     assert front.posts == 3
     assert leads_stored(app) == 1
+
+
+def test_the_thank_you_is_the_forms_message_or_its_thank_you_page(
+    app: Leadrelay, open_page: Callable[..., Page], site_origin: str, site: Any,
+) -> None:
+    # Given a form with a thank-you message, on a page that sets none of its own
+    form = a_form(app, site_origin, thank_you_message="Merci ! Nous vous rappelons.")
+    page = open_page(form.public_key, thank_you=None)
+
+    # When the visitor submits, then the form's message shows
+    page.fill(email="jane@example.com")
+    page.submit()
+    assert page.wait(lambda: page.text_of(".leadrelay-thank-you"), "the thank-you") == (
+        "Merci ! Nous vous rappelons.")
+
+    # Given the form now has a thank-you page
+    site.pages["/thanks.html"] = b"<!doctype html><title>Thanks</title><p>Thanks!</p>"
+    app.manage.update_form(form.id, thank_you_url=f"{site_origin}/thanks.html")
+    page = open_page(form.public_key)
+
+    # When the visitor submits, then the browser goes there, the lead stored
+    page.fill(email="jane@example.com")
+    page.submit()
+    page.wait(lambda: page.driver.current_url == f"{site_origin}/thanks.html",
+              "the thank-you page")
+    assert leads_stored(app) == 2

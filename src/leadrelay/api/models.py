@@ -96,6 +96,7 @@ class FormIn(_In):
     allowed_origins: list[str] = Field(default_factory=list)
     required_fields: list[str] = Field(default_factory=list)
     thank_you_url: str | None = None
+    thank_you_message: str | None = None
 
 
 class FormPatch(_In):
@@ -105,6 +106,7 @@ class FormPatch(_In):
     allowed_origins: list[str] | None = None
     required_fields: list[str] | None = None
     thank_you_url: str | None = None
+    thank_you_message: str | None = None
     active: bool | None = None
 
 
@@ -119,6 +121,7 @@ class FormOut(BaseModel):
     allowed_origins: list[str]
     required_fields: list[str]
     thank_you_url: str | None
+    thank_you_message: str | None = None
     created_at: datetime
 
 
@@ -284,6 +287,8 @@ class PageSettings(BaseModel):
 
     form_key: str
     thank_you_url: str | None
+    thank_you_message: str | None = Field(
+        default=None, description="What the embed shows once a lead is received")
     required_fields: list[str]
     longest_realtime_budget: float = Field(
         description="Seconds: the longest real-time budget of the form's active integrations")

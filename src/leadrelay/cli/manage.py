@@ -108,6 +108,8 @@ _REQUIRED = click.option(
     help="A field every lead of the form must have. Repeat for several.")
 _THANKS = click.option("--thank-you-url", metavar="URL",
                        help="Where a plain HTML form post is redirected once stored.")
+_MESSAGE = click.option("--thank-you-message", metavar="TEXT",
+                        help="What the browser embed shows once a lead is received.")
 
 
 @forms.command("create")
@@ -117,16 +119,19 @@ _THANKS = click.option("--thank-you-url", metavar="URL",
 @_ORIGIN
 @_REQUIRED
 @_THANKS
+@_MESSAGE
 @_JSON_FLAG
 @pass_engine
 def forms_create(
     app: Leadrelay, account_id: int, name: str, allowed_origins: tuple[str, ...],
-    required_fields: tuple[str, ...], thank_you_url: str | None, as_json: bool,
+    required_fields: tuple[str, ...], thank_you_url: str | None,
+    thank_you_message: str | None, as_json: bool,
 ) -> None:
     """Add a form to an account; its public key is what its pages post to."""
     form = app.manage.create_form(account_id, name, allowed_origins=list(allowed_origins),
                                   required_fields=list(required_fields),
-                                  thank_you_url=thank_you_url)
+                                  thank_you_url=thank_you_url,
+                                  thank_you_message=thank_you_message)
     _show_forms([_form(form)], as_json, single=True)
 
 
@@ -155,6 +160,7 @@ def forms_show(app: Leadrelay, form_id: int) -> None:
 @_REQUIRED
 @click.option("--no-required-fields", is_flag=True, help="Require no field any more.")
 @_THANKS
+@_MESSAGE
 @click.option("--active/--inactive", default=None,
               help="Accept leads, or refuse every lead posted to the form.")
 @_JSON_FLAG
@@ -162,7 +168,8 @@ def forms_show(app: Leadrelay, form_id: int) -> None:
 def forms_update(
     app: Leadrelay, form_id: int, name: str | None, allowed_origins: tuple[str, ...],
     no_allowed_origins: bool, required_fields: tuple[str, ...], no_required_fields: bool,
-    thank_you_url: str | None, active: bool | None, as_json: bool,
+    thank_you_url: str | None, thank_you_message: str | None, active: bool | None,
+    as_json: bool,
 ) -> None:
     """Change a form; --allowed-origin and --required-field replace the whole list."""
     changes: dict[str, Any] = {}
@@ -174,11 +181,14 @@ def forms_update(
         changes["required_fields"] = list(required_fields)
     if thank_you_url is not None:
         changes["thank_you_url"] = thank_you_url or None
+    if thank_you_message is not None:
+        changes["thank_you_message"] = thank_you_message or None
     if active is not None:
         changes["active"] = active
     if not changes:
         raise click.UsageError("nothing to change: give --name, --allowed-origin, "
-                               "--required-field, --thank-you-url or --active/--inactive")
+                               "--required-field, --thank-you-url, --thank-you-message or "
+                               "--active/--inactive")
     _show_forms([_form(app.manage.update_form(form_id, **changes))], as_json, single=True)
 
 

@@ -1,4 +1,5 @@
-"""A form's intake settings: its public key, allowed origins, required fields, thank-you URL.
+"""A form's intake settings: public key, allowed origins, required fields, thank-you URL
+and message.
 
 A web page cannot keep a secret, so browsers post to a form by its *public key*:
 unguessable (so forms cannot be enumerated by id), and rotatable when it has been
@@ -103,6 +104,27 @@ def check_thank_you_url(value: Any) -> str | None:
     return str(value)
 
 
+MAX_THANK_YOU_MESSAGE = 500
+
+
+def check_thank_you_message(value: Any) -> str | None:
+    """One line of text (at most 500 characters), or ``None`` for the embed's default."""
+    if value is None or value == "":
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_THANK_YOU_MESSAGE
+        or not value.isprintable()
+    ):
+        raise BadInput(
+            f"thank_you_message: one line of at most {MAX_THANK_YOU_MESSAGE} printable "
+            "characters",
+            field="thank_you_message",
+        )
+    return value.strip()
+
+
 def origin_allowed(allowed: Iterable[str], origin: str) -> bool:
     """Whether a page of ``origin`` may post to a form allowing ``allowed``."""
     allowed = list(allowed)
@@ -154,5 +176,6 @@ def describe_form(f: Any) -> dict[str, Any]:
         "allowed_origins": list(f.allowed_origins or []),
         "required_fields": list(f.required_fields or []),
         "thank_you_url": f.thank_you_url,
+        "thank_you_message": f.thank_you_message,
         "created_at": f.created_at.isoformat(),
     }

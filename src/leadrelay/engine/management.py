@@ -18,7 +18,13 @@ from .digest.addresses import check_address
 from .digest.settings import check_hours
 from .errors import BadInput, ConfigError, NotFound, PlanLimitError
 from .expectations import Expectations
-from .forms import check_origins, check_required_fields, check_thank_you_url, new_public_key
+from .forms import (
+    check_origins,
+    check_required_fields,
+    check_thank_you_message,
+    check_thank_you_url,
+    new_public_key,
+)
 from .ledger import Account, Form, Integration, Ledger, Plan
 from .plugins import Plugins
 from .proxies import static_ip_variant
@@ -35,7 +41,8 @@ _INTEGRATION_FIELDS = frozenset(
 
 _ACCOUNT_FIELDS = frozenset({"name", "owner_email", "digest_hours"})
 _FORM_FIELDS = frozenset(
-    {"name", "allowed_origins", "required_fields", "thank_you_url", "active"}
+    {"name", "allowed_origins", "required_fields", "thank_you_url", "thank_you_message",
+     "active"}
 )
 
 
@@ -145,17 +152,20 @@ class Management:
         allowed_origins: Any = None,
         required_fields: Any = None,
         thank_you_url: Any = None,
+        thank_you_message: Any = None,
     ) -> Form:
         """Add a form to an account, with a fresh public key."""
         _require_name(name, "name")
         origins = check_origins(allowed_origins)
         required = check_required_fields(required_fields)
         thank_you = check_thank_you_url(thank_you_url)
+        message = check_thank_you_message(thank_you_message)
         with self.ledger.session() as s:
             _get(s, Account, account_id, "account")
             form = Form(account_id=account_id, name=name, created_at=self.clock.now(),
                         public_key=new_public_key(), allowed_origins=origins,
-                        required_fields=required, thank_you_url=thank_you, active=True)
+                        required_fields=required, thank_you_url=thank_you,
+                        thank_you_message=message, active=True)
             s.add(form)
         return form
 
@@ -188,6 +198,8 @@ class Management:
             checked["required_fields"] = check_required_fields(changes["required_fields"])
         if "thank_you_url" in changes:
             checked["thank_you_url"] = check_thank_you_url(changes["thank_you_url"])
+        if "thank_you_message" in changes:
+            checked["thank_you_message"] = check_thank_you_message(changes["thank_you_message"])
         if "active" in changes:
             if not isinstance(changes["active"], bool):
                 raise BadInput("active: must be true or false", field="active")

@@ -186,8 +186,9 @@ class Posts:
         _open(form)
         with self.ledger.transaction() as conn:
             budget = conn.execute(_LONGEST_BUDGET, {"form_id": form.id}).scalar()
+            message = conn.execute(_THANK_YOU_MESSAGE, {"id": form.id}).scalar()
         longest = float(budget or 0.0)
-        return {"thank_you_url": form.thank_you_url,
+        return {"thank_you_url": form.thank_you_url, "thank_you_message": message,
                 "required_fields": list(form.required_fields),
                 "longest_realtime_budget": longest,
                 "client_timeout": max(longest + CLIENT_MARGIN, CLIENT_FLOOR)}
@@ -409,6 +410,7 @@ _FORM = select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
                _F.c.required_fields, _F.c.thank_you_url)
 _FORM_BY_KEY = _FORM.where(_F.c.public_key == bindparam("key"))
 _FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
+_THANK_YOU_MESSAGE = select(_F.c.thank_you_message).where(_F.c.id == bindparam("id"))
 _I = cast(Table, Integration.__table__)
 _LONGEST_BUDGET = select(func.max(_I.c.realtime_budget)).where(
     _I.c.form_id == bindparam("form_id"), _I.c.active.is_(True), _I.c.realtime.is_(True)

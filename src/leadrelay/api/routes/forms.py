@@ -21,6 +21,7 @@ def create_form(body: FormIn, engine: Engine, account: Account) -> dict[str, Any
     form = engine.manage.create_form(
         account, body.name, allowed_origins=body.allowed_origins,
         required_fields=body.required_fields, thank_you_url=body.thank_you_url,
+        thank_you_message=body.thank_you_message,
     )
     return describe_form(form)
 
@@ -41,7 +42,8 @@ def show_form(form_id: IdPath, engine: Engine, account: Account) -> dict[str, An
 def update_form(
     form_id: IdPath, body: FormPatch, engine: Engine, account: Account
 ) -> dict[str, Any]:
-    """Change a form's name, allowed origins, required fields, thank-you URL or state."""
+    """Change a form's name, allowed origins, required fields, thank-you URL or message, or
+    its state."""
     changes = body.model_dump(exclude_unset=True)
     return describe_form(engine.manage.update_form(form_id, scope=account, **changes))
 

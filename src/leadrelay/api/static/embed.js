@@ -6,7 +6,8 @@
  *
  * Attributes of the script tag: data-form-key (required), data-form (a CSS selector;
  * default: the form around the script, else the page's only form), data-thank-you (the
- * message shown once the lead is received, unless the form has a thank-you URL).
+ * message shown once the lead is received; default: the form's thank_you_message), unless
+ * the form has a thank-you URL to go to.
  *
  * Each submission is logged to the developer console (one group: the lead id and, per
  * integration, its state, outcome, CRM reference, reason and deciding rule) and kept at
@@ -29,8 +30,7 @@
   var key = script.getAttribute("data-form-key") || "";
   var api = script.getAttribute("data-api") ||
     script.src.replace(/\/v1\/embed\.js(?:[?#].*)?$/, "");
-  var thanks = script.getAttribute("data-thank-you") ||
-    "Thank you! We have received your details.";
+  var DEFAULT_THANKS = "Thank you! We have received your details.";
 
   function say(level) {
     var args = Array.prototype.slice.call(arguments, 1);
@@ -115,6 +115,7 @@
     this.pending = null; // the last post whose fate is unknown: re-sent with its key
     this.timeout = DEFAULT_TIMEOUT;
     this.thankYouUrl = null;
+    this.thanks = null;
     this.status = form.querySelector("[data-leadrelay-status]");
     if (!this.status) {
       this.status = document.createElement("p");
@@ -136,6 +137,7 @@
         if (response.ok) {
           self.timeout = json.client_timeout || DEFAULT_TIMEOUT;
           self.thankYouUrl = json.thank_you_url;
+          self.thanks = json.thank_you_message;
         } else {
           self.refuse(response.status, json.error || {});
         }
@@ -290,7 +292,8 @@
     if (!note) {
       note = document.createElement("p");
       note.className = "leadrelay-thank-you";
-      note.textContent = thanks;
+      note.textContent = script.getAttribute("data-thank-you") || this.thanks ||
+        DEFAULT_THANKS;
       this.form.parentNode.insertBefore(note, this.form.nextSibling);
     }
     note.hidden = false;

@@ -122,6 +122,8 @@ class Form(Base):
     required_fields: Mapped[list[str]] = mapped_column(Json, default=list, server_default="[]")
     #: Where a plain HTML post is redirected once its lead is stored.
     thank_you_url: Mapped[str | None] = mapped_column(String(2000))
+    #: What the browser embed shows once a lead is received (revision 0006).
+    thank_you_message: Mapped[str | None] = mapped_column(String(500))
     #: An inactive form accepts no leads.
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
 
