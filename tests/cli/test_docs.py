@@ -42,7 +42,8 @@ def test_the_readme_names_every_verb_and_only_real_ones() -> None:
 def test_the_readme_names_every_setting() -> None:
     settings = (ROOT / "src/leadrelay/engine/settings.py").read_text()
     plugins = (ROOT / "src/leadrelay/engine/plugins.py").read_text()
-    variables = set(re.findall(r"LEADRELAY_[A-Z_]+", settings + plugins))
+    graph = (ROOT / "src/leadrelay/facebook/graph.py").read_text()
+    variables = set(re.findall(r"LEADRELAY_[A-Z_]+", settings + plugins + graph))
     missing = {v for v in variables if f"`{v}`" not in README}
     assert not missing
 

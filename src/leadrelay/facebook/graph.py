@@ -62,7 +62,7 @@ class GraphSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GraphSettings:
-        """The settings from ``LEADRELAY_FACEBOOK_GRAPH_*``; defaults for what is unset."""
+        """The settings from the environment (see the class); defaults for what is unset."""
         env = os.environ if env is None else env
         timeout = env.get("LEADRELAY_FACEBOOK_GRAPH_TIMEOUT", "10")
         try:

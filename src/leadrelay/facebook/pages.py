@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from leadrelay.engine.clock import Clock
+from leadrelay.engine.digest.render import NO_PUBLIC_URL
 from leadrelay.engine.errors import BadInput, Conflict, NotFound
 from leadrelay.engine.ledger import Account, FacebookPage, Form, Ledger
 from leadrelay.engine.retry import RetryPolicy
@@ -169,7 +170,7 @@ class Pages:
 
 def describe_page(row: FacebookPage, *, public_url: str | None = None) -> dict[str, Any]:
     """A connection as shown: secrets masked, the field map in effect, the webhook URL."""
-    base = (public_url or "").rstrip("/")
+    base = (public_url or NO_PUBLIC_URL).rstrip("/")
     return {
         "id": row.id,
         "account_id": row.account_id,
