@@ -57,7 +57,7 @@ def test_an_integration_is_created_shown_updated_and_switched(cli: Cli, form: in
 
     # Then each change is kept
     assert updated["name"] == "Pipedrive EU" and updated["realtime"] is True
-    assert updated["revision"] == 2 and updated["active"] is True
+    assert updated["revision"] == 3 and updated["active"] is True  # created, activated, updated
     shown = cli.json("integrations", "show", integration)
     assert shown["active"] is False and shown["name"] == "Pipedrive EU"
     table = cli("integrations", "list").stdout

@@ -1,8 +1,9 @@
 """Deliveries of a switched-off integration are held: never sent, kept for later.
 
-Deactivation itself (and re-activation, which releases them) is management's; here,
-what the delivery path guarantees whatever the timing: a message sent before the
-switch-off claims nothing, and a retry recorded after it is held by the next sweep.
+Deactivation holds pending and retrying deliveries at once; here, what the delivery
+path guarantees whatever the timing: a message sent before the switch-off claims
+nothing, and a retry recorded after it (its attempt was in flight) is held by the next
+sweep. Release and discard: tests/engine/test_held_release.py.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def test_a_delivery_announced_before_the_switch_off_is_never_sent(
     assert app.inspect(delivery_id)["delivery"]["state"] == "held"
 
 
-def test_a_retry_recorded_after_the_switch_off_is_held(
+def test_a_retrying_delivery_is_held_by_the_switch_off(
     app: Leadrelay, form_id: int, httpserver: HTTPServer, clock: FakeClock
 ) -> None:
     httpserver.expect_request("/leads").respond_with_data("down", status=503)
@@ -51,10 +52,34 @@ def test_a_retry_recorded_after_the_switch_off_is_held(
     result = app.deliver(delivery_id)
     assert result is not None and result.state.value == "pending"
     app.manage.set_active(integration_id, False)
+    assert app.inspect(delivery_id)["delivery"]["state"] == "held"
     # When the retry comes due
     clock.advance(minutes=3)
     report = app.sweep()
-    # Then it is held, not announced, not sent
-    assert report.held == 1 and report.enqueued == 0
+    # Then it stays held, not announced, not sent
+    assert report.enqueued == 0
     assert app.inspect(delivery_id)["delivery"]["state"] == "held"
     assert app.deliver(delivery_id) is None and len(httpserver.log) == 1
+
+
+def test_an_attempt_in_flight_at_the_switch_off_comes_back_held(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer, clock: FakeClock
+) -> None:
+    from sqlalchemy import update
+
+    from leadrelay.engine.ledger import Delivery
+
+    httpserver.expect_request("/leads").respond_with_data("down", status=503)
+    integration_id = _integration(app, form_id, httpserver.url_for("/leads"))
+    (delivery_id,) = app.submit(form_id, {"email": "ada@example.com"}).delivery_ids
+    # Given a delivery being sent (claimed) while its integration is switched off
+    with app.ledger.session() as s:
+        s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sending"))
+    app.manage.set_active(integration_id, False)
+    with app.ledger.session() as s:
+        s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="pending"))
+    # When the sweeper passes after its retry was recorded
+    report = app.sweep()
+    # Then it is held
+    assert report.held == 1 and report.enqueued == 0
+    assert app.inspect(delivery_id)["delivery"]["state"] == "held"

@@ -54,6 +54,15 @@ def get_principal(
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
+def get_actor(principal: Caller) -> str:
+    """Who the changes of this request are made by: the API key's name."""
+    return f"key {principal.name}" if principal.name in ("cli", "plans file") else principal.name
+
+
+#: The actor of the request's changes (audit trail, config history): its key's name.
+Actor = Annotated[str, Depends(get_actor)]
+
+
 def get_account(principal: Caller) -> int:
     """The id of the calling account; 403 for an operator key (it belongs to none)."""
     if principal.operator or principal.account_id is None:

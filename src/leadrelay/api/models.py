@@ -38,20 +38,48 @@ class AccountIn(_In):
 
 
 class AccountOut(BaseModel):
-    """An account."""
+    """An account; shown alone, with its plan's limit and how many are active."""
 
     id: int
     name: str
     owner_email: str
     plan: str
     created_at: datetime
+    plan_limit: int | str | None = Field(
+        default=None, description="The plan's cap on active integrations, or 'unlimited'")
+    active_integrations: int | None = None
+    over_limit: bool | None = Field(
+        default=None, description="More are active than the plan allows (after a downgrade): "
+        "nothing is deactivated, nothing new can be activated")
+    can_activate: bool | None = None
+    note: str | None = None
+
+
+class AccountPatch(_In):
+    """Changes to an account (operator key); what is left out stays as it is."""
+
+    name: str | None = None
+    owner_email: str | None = None
+    plan: str | None = None
+
+
+#: A plan's cap: a whole number from 0, or "unlimited" (checked by the engine).
+Limit = Annotated[Any, Field(description="A whole number from 0, or 'unlimited'",
+                             json_schema_extra={"anyOf": [{"type": "integer", "minimum": 0},
+                                                          {"const": "unlimited"}]})]
 
 
 class PlanIn(_In):
     """A new plan."""
 
     name: str
-    max_active_integrations: int = Field(ge=0, le=1_000_000)
+    max_active_integrations: Limit
+
+
+class PlanPatch(_In):
+    """A plan's new cap."""
+
+    max_active_integrations: Limit
 
 
 class PlanOut(BaseModel):
@@ -59,7 +87,28 @@ class PlanOut(BaseModel):
 
     id: int
     name: str
-    max_active_integrations: int
+    max_active_integrations: int | str
+
+
+class AuditEventOut(BaseModel):
+    """One management change: who made it, what it was before and after (secrets masked)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: int | None
+    account_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    """A page of the audit trail, newest first; ``next_cursor`` fetches the next."""
+
+    items: list[AuditEventOut]
+    next_cursor: str | None
 
 
 class KeyIn(_In):
@@ -123,6 +172,8 @@ class FormOut(BaseModel):
     thank_you_url: str | None
     thank_you_message: str | None = None
     created_at: datetime
+    archived_at: datetime | None = Field(
+        default=None, description="When the form was deleted (it accepts no more leads)")
 
 
 class IntegrationIn(_In):
@@ -167,6 +218,50 @@ class IntegrationOut(BaseModel):
     realtime_budget: float
     active: bool
     revision: int
+    archived_at: datetime | None = Field(
+        default=None, description="When the integration was deleted (it receives no leads)")
+
+
+class DiscardIn(_In):
+    """Discard held deliveries: why (kept on each), and optionally which."""
+
+    reason: str
+    delivery_ids: list[IdField] | None = None
+
+
+class DiscardOut(BaseModel):
+    """How many held deliveries were discarded."""
+
+    integration_id: int
+    discarded: int
+
+
+class TestIn(_In):
+    """A test-send: ``lead`` (a JSON object of fields) or ``sample``; ``send`` to send it."""
+
+    __test__ = False  # not a pytest class
+    lead: Any = None
+    sample: bool = False
+    send: bool = False
+
+
+class RevisionOut(BaseModel):
+    """One revision of an integration: the change, who made it, when, the settings."""
+
+    revision: int
+    change: str
+    actor: str
+    at: datetime
+    settings: dict[str, Any]
+
+
+class HistoryOut(BaseModel):
+    """An integration's revisions, newest first, and the diff asked for."""
+
+    integration_id: int
+    revision: int
+    revisions: list[RevisionOut]
+    diff: dict[str, Any] | None = None
 
 
 # -- leads, deliveries, replays --------------------------------------------------------

@@ -191,17 +191,19 @@ def _assemble() -> None:
         leads,
         manage,
         new_connector,
+        operate,  # noqa: F401  (adds its verbs to manage's groups)
         plugins,
         run,
         static_ips,
     )
+    from . import plans as plan_verbs
 
     _register(main, [run.serve, run.api, run.worker, run.scheduler, demo.demo,
                      leads.submit, leads.deliveries, leads.inspect, leads.replay,
                      plugins.plugins_command, static_ips.static_ips, keys.secret_key, keys.keys,
                      new_connector.new_connector, digest.digest,
                      manage.accounts, manage.forms, manage.integrations,
-                     facebook.facebook])
+                     facebook.facebook, plan_verbs.plans, plan_verbs.audit])
 
 
 _assemble()

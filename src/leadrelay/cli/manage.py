@@ -50,12 +50,15 @@ def accounts_create(app: Leadrelay, name: str, owner_email: str, plan: str, as_j
 @click.option("--digest-hours", metavar="HOURS",
               help="Hours each failure digest of this account covers; 'default' for the "
                    "deployment's LEADRELAY_DIGEST_HOURS.")
+@click.option("--plan", help="A new plan; below the active count it deactivates nothing.")
 @_JSON_FLAG
 @pass_engine
 def accounts_update(app: Leadrelay, account_id: int, name: str | None, owner_email: str | None,
-                    digest_hours: str | None, as_json: bool) -> None:
-    """Change an account's name, owner email or digest interval."""
+                    digest_hours: str | None, plan: str | None, as_json: bool) -> None:
+    """Change an account's name, owner email, digest interval or plan."""
     changes: dict[str, Any] = {}
+    if plan is not None:
+        changes["plan"] = plan
     if name is not None:
         changes["name"] = name
     if owner_email is not None:
@@ -63,7 +66,8 @@ def accounts_update(app: Leadrelay, account_id: int, name: str | None, owner_ema
     if digest_hours is not None:
         changes["digest_hours"] = None if digest_hours == "default" else digest_hours
     if not changes:
-        raise click.UsageError("nothing to change: give --name, --owner-email or --digest-hours")
+        raise click.UsageError(
+            "nothing to change: give --name, --owner-email, --digest-hours or --plan")
     account = app.manage.update_account(account_id, **changes)
     _show_accounts([_account(account)], as_json, single=True)
 
@@ -270,11 +274,13 @@ def integrations_create(
 
 @integrations.command("list")
 @click.option("--form", "form_id", type=ID, metavar="ID", help="Only this form's integrations.")
+@click.option("--archived", is_flag=True, help="Deleted integrations too.")
 @_JSON_FLAG
 @pass_engine
-def integrations_list(app: Leadrelay, form_id: int | None, as_json: bool) -> None:
+def integrations_list(app: Leadrelay, form_id: int | None, archived: bool,
+                      as_json: bool) -> None:
     """List integrations."""
-    _show_integrations(app.manage.integrations(form_id), as_json)
+    _show_integrations(app.manage.integrations(form_id, archived=archived), as_json)
 
 
 @integrations.command("show")
@@ -319,7 +325,8 @@ def integrations_update(
 @_JSON_FLAG
 @pass_engine
 def integrations_activate(app: Leadrelay, integration_id: int, as_json: bool) -> None:
-    """Switch an integration on: the form's new leads go to it. Respects the plan's cap."""
+    """Switch an integration on: the form's new leads go to it, its held deliveries are
+    released at once, in order. Respects the plan's cap; already on: nothing changes."""
     _show_integrations([app.manage.set_active(integration_id, True)], as_json, single=True)
 
 
@@ -328,7 +335,8 @@ def integrations_activate(app: Leadrelay, integration_id: int, as_json: bool) ->
 @_JSON_FLAG
 @pass_engine
 def integrations_deactivate(app: Leadrelay, integration_id: int, as_json: bool) -> None:
-    """Switch an integration off: new leads no longer go to it (queued ones still do)."""
+    """Switch an integration off: new leads no longer go to it; its pending and retrying
+    deliveries are held (never sent) until it is activated again, which releases them."""
     _show_integrations([app.manage.set_active(integration_id, False)], as_json, single=True)
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Delivery states and attempt outcomes, as the engine names them.
-STATES = ("pending", "sending", "delivered", "not_integrated")
+STATES = ("pending", "sending", "delivered", "not_integrated", "held", "discarded")
 OUTCOMES = ("accepted", "rejected", "transient", "throttled", "proxy_error")
 
 #: Ids are 64-bit on every backend: a larger one is a usage error, never a database's.

@@ -34,6 +34,8 @@ class Principal:
     key_id: int
     account_id: int | None
     operator: bool
+    #: The key's name: the actor of the changes made with it (audit trail, history).
+    name: str = "api"
 
     def scope(self) -> int | None:
         """The account whose objects this principal may see; ``None``: all (operators)."""
@@ -112,10 +114,12 @@ class ApiKeys:
             row = conn.execute(_BY_HASH, {"h": hash_key(secret)}).first()
         if row is None or row.revoked_at is not None:
             return None
-        return Principal(row.id, row.account_id, bool(row.operator))
+        return Principal(row.id, row.account_id, bool(row.operator), row.name)
 
 
-_BY_HASH = select(ApiKey.id, ApiKey.account_id, ApiKey.operator, ApiKey.revoked_at).where(
+_BY_HASH = select(
+    ApiKey.id, ApiKey.account_id, ApiKey.operator, ApiKey.revoked_at, ApiKey.name
+).where(
     ApiKey.key_hash == bindparam("h")
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -23,6 +24,7 @@ from .intake import Accepted, Intake, LeadIn
 from .lead_status import LeadStatus
 from .ledger import Delivery, DeliveryState, Ledger
 from .management import Management
+from .plans import PlansSource, plans_file_path
 from .plugins import Plugins
 from .posting import Posts
 from .realtime import RealtimeResult, RealtimeSender
@@ -58,7 +60,10 @@ class Leadrelay:
         plugins: Plugins | None = None,
         routes: ProxyRoutes | None = None,
         graph: GraphSettings | None = None,
+        plans_file: Path | None = None,
     ) -> None:
+        """``plans_file``: the plans file (see :mod:`.plans`); by default
+        ``LEADRELAY_PLANS_FILE``, or ``plans.toml`` in the home directory if there is one."""
         self.settings = settings or Settings.from_env()
         self.clock = clock or SystemClock()
         plugins_file = self.settings.plugins()
@@ -67,7 +72,11 @@ class Leadrelay:
         self.box = SecretBox(self.settings.secret_key)
         self.ledger = Ledger(self.settings.database_url)
         self.runtimes = RuntimeCache(self.plugins, self.box, self.routes)
-        self.manage = Management(self.ledger, self.plugins, self.box, self.clock, self.routes)
+        self.manage = Management(
+            self.ledger, self.plugins, self.box, self.clock, self.routes,
+            plans_source=PlansSource(plans_file_path(self.settings.home)
+                                     if plans_file is None else plans_file),
+        )
         self.intake = Intake(self.ledger, self.clock)
         self.runner = DeliveryRunner(
             self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
@@ -83,6 +92,8 @@ class Leadrelay:
             self.dispatcher.after,
             lambda ids: self._enqueue((None, i) for i in ids),
         )
+        self.manage.announce = self._enqueue
+        self.manage.queued = lambda: self._consumed_here
         self.keys = ApiKeys(self.ledger, self.clock)
         self.lead_status = LeadStatus(self.ledger, self.settings.secret_key)
         self.posts = Posts(self)

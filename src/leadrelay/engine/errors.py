@@ -81,9 +81,12 @@ class PlanLimitError(LeadrelayError):
 
     def __init__(self, *, plan: str, limit: int, active: int) -> None:
         self.plan, self.limit, self.active = plan, limit, active
-        super().__init__(
-            f"plan {plan!r} allows {limit} active integrations and {active} are active"
-        )
+        message = f"plan {plan!r} allows {limit} active integrations and {active} are active"
+        if active > limit:
+            # A downgrade left the account over its limit: nothing new until it is under.
+            message += (f": the account is over its plan's limit; deactivate "
+                        f"{active - limit + 1} to activate another")
+        super().__init__(message)
 
 
 # -- delivery ---------------------------------------------------------------------

@@ -178,4 +178,5 @@ def describe_form(f: Any) -> dict[str, Any]:
         "thank_you_url": f.thank_you_url,
         "thank_you_message": f.thank_you_message,
         "created_at": f.created_at.isoformat(),
+        "archived_at": f.archived_at.isoformat() if f.archived_at else None,
     }

@@ -2,51 +2,59 @@
 
 Every change is validated completely before anything is written: bad input
 raises :class:`~leadrelay.engine.errors.BadInput` naming the field, and the
-ledger is left as it was.
+ledger is left as it was. Every change names its actor (the API key's name, or
+``cli``) and leaves an event in the audit trail (:mod:`.audit`), in its own
+transaction. The integration verbs live in :mod:`.integration_admin`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import audit
+from .audit import CLI_ACTOR, check_actor
 from .clock import Clock
 from .digest.addresses import check_address
 from .digest.settings import check_hours
-from .errors import BadInput, ConfigError, NotFound, PlanLimitError
-from .expectations import Expectations
+from .errors import BadInput
 from .forms import (
     check_origins,
     check_required_fields,
     check_thank_you_message,
     check_thank_you_url,
+    describe_form,
     new_public_key,
 )
+from .integration_admin import IntegrationVerbs, active_count
 from .ledger import Account, Form, Integration, Ledger, Plan
-from .plugins import Plugins
-from .proxies import static_ip_variant
-from .retry import RetryPolicy
-from .runtime import ProxyRoutes, timeouts_from
-from .secrets import Redactor, SecretBox, secret_values
-from .transport import Transport
-
-#: Plans every new ledger starts with (name → max active integrations).
-DEFAULT_PLANS = {"free": 1, "starter": 5, "growth": 25, "scale": 250}
-_INTEGRATION_FIELDS = frozenset(
-    {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool"}
+from .lookup import get_row, not_archived, require_name
+from .plans import (
+    DEFAULT_PLANS,
+    PlansSource,
+    check_limit,
+    check_plan_name,
+    describe_limit,
 )
+from .plugins import Plugins
+from .runtime import ProxyRoutes
+from .secrets import SecretBox
 
-_ACCOUNT_FIELDS = frozenset({"name", "owner_email", "digest_hours"})
+__all__ = ["DEFAULT_PLANS", "Management"]
+
+_ACCOUNT_FIELDS = frozenset({"name", "owner_email", "digest_hours", "plan"})
 _FORM_FIELDS = frozenset(
     {"name", "allowed_origins", "required_fields", "thank_you_url", "thank_you_message",
      "active"}
 )
+#: The actor of changes the plans file makes.
+PLANS_FILE_ACTOR = "plans file"
 
 
-class Management:
+class Management(IntegrationVerbs):
     """The management verbs behind the CLI and the API."""
 
     def __init__(
@@ -56,81 +64,152 @@ class Management:
         box: SecretBox,
         clock: Clock,
         routes: ProxyRoutes | None = None,
+        *,
+        plans_source: PlansSource | None = None,
     ) -> None:
         self.ledger, self.plugins, self.box, self.clock = ledger, plugins, box, clock
         self.routes = routes or ProxyRoutes()
+        self.plans_source = plans_source or PlansSource(None)
+        #: Told the deliveries released by an activation, after commit (the engine
+        #: announces them to its workers).
+        self.announce: Callable[[Iterable[tuple[int | None, int]]], None] = lambda _d: None
+        #: Whether deliveries released now will be announced (see ``Leadrelay.queued``).
+        self.queued: Callable[[], bool] = lambda: False
 
-    # -- plans and accounts ---------------------------------------------------------
+    # -- plans ------------------------------------------------------------------------
 
     def ensure_plans(self, session: Session) -> None:
-        """Create the default plans if the ledger has none."""
+        """Create the default plans if the ledger has none; apply the plans file if it
+        changed since this process last did."""
         if session.scalar(select(func.count()).select_from(Plan)) == 0:
             session.add_all(
                 Plan(name=n, max_active_integrations=m) for n, m in DEFAULT_PLANS.items()
             )
             session.flush()
+        declared = self.plans_source.changed()
+        if declared is None:
+            return
+        now = self.clock.now()
+        for name, limit in declared.plans.items():
+            plan = session.scalar(select(Plan).where(Plan.name == name))
+            if plan is None:
+                plan = Plan(name=name, max_active_integrations=limit)
+                session.add(plan)
+                session.flush()
+                audit.record(session, actor=PLANS_FILE_ACTOR, action="plan.create",
+                             object_type="plan", object_id=plan.id, account_id=None, at=now,
+                             after=describe_plan(plan))
+            elif plan.max_active_integrations != limit:
+                before = describe_plan(plan)
+                plan.max_active_integrations = limit
+                audit.record(session, actor=PLANS_FILE_ACTOR, action="plan.update",
+                             object_type="plan", object_id=plan.id, account_id=None, at=now,
+                             before=before, after=describe_plan(plan))
+        session.flush()
+        self.plans_source.applied()
 
-    def create_plan(self, name: str, max_active_integrations: int) -> Plan:
-        """Add a plan."""
-        _require_name(name, "name")
-        if not isinstance(max_active_integrations, int) or max_active_integrations < 0:
-            raise BadInput(
-                "max_active_integrations: must be a whole number ≥ 0",
-                field="max_active_integrations",
-            )
-        with self.ledger.session() as s:
-            if s.scalar(select(Plan).where(Plan.name == name)):
-                raise BadInput(f"name: a plan named {name!r} exists", field="name")
-            plan = Plan(name=name, max_active_integrations=max_active_integrations)
-            s.add(plan)
-        return plan
-
-    def create_account(self, name: str, owner_email: str, plan: str = "starter") -> Account:
-        """Add an account on ``plan``."""
-        _require_name(name, "name")
-        check_address(owner_email, "owner_email")
+    def create_plan(self, name: str, max_active_integrations: Any, *,
+                    actor: str = CLI_ACTOR) -> Plan:
+        """Add a plan; ``max_active_integrations`` ``None`` (or ``"unlimited"``): no cap."""
+        check_plan_name(name)
+        limit = check_limit(max_active_integrations)
+        check_actor(actor)
         with self.ledger.session() as s:
             self.ensure_plans(s)
-            plan_row = s.scalar(select(Plan).where(Plan.name == plan))
-            if plan_row is None:
-                names = ", ".join(s.scalars(select(Plan.name).order_by(Plan.name)))
-                raise BadInput(f"plan: unknown plan {plan!r} (known: {names})", field="plan")
-            account = Account(
-                name=name, owner_email=owner_email, plan_id=plan_row.id, created_at=self.clock.now()
-            )
-            s.add(account)
+            if s.scalar(select(Plan).where(Plan.name == name)):
+                raise BadInput(f"name: a plan named {name!r} exists", field="name")
+            plan = Plan(name=name, max_active_integrations=limit)
+            s.add(plan)
             s.flush()
-            s.refresh(account)
-        return account
+            audit.record(s, actor=actor, action="plan.create", object_type="plan",
+                         object_id=plan.id, account_id=None, at=self.clock.now(),
+                         after=describe_plan(plan))
+        return plan
 
-    def update_account(self, account_id: int, *, scope: int | None = None,
-                       **changes: Any) -> Account:
-        """Change an account's name, owner email (where its digest goes) or digest interval
-        (``digest_hours``; ``None``: the deployment's); validated whole before it is written."""
-        unknown = set(changes) - _ACCOUNT_FIELDS
-        if unknown:
-            key = sorted(unknown)[0]
-            raise BadInput(f"{key}: not a setting of an account", field=key)
-        if "name" in changes:
-            _require_name(changes["name"], "name")
-        if "owner_email" in changes:
-            check_address(changes["owner_email"], "owner_email")
-        if changes.get("digest_hours") is not None:
-            changes["digest_hours"] = check_hours(changes["digest_hours"], "digest_hours",
-                                                  error=BadInput)
+    def update_plan(self, name: str, max_active_integrations: Any, *,
+                    actor: str = CLI_ACTOR) -> Plan:
+        """Change a plan's cap. Lowering it below an account's active count deactivates
+        nothing: that account activates nothing new until it is under the cap."""
+        limit = check_limit(max_active_integrations)
+        check_actor(actor)
         with self.ledger.session() as s:
-            account = _get(s, Account, account_id, "account", scope=scope, owner=lambda a: a.id)
-            for key, value in changes.items():
-                setattr(account, key, value)
-            s.flush()
-            s.refresh(account)
-        return account
+            plan = self._plan_named(s, name, "name")
+            before = describe_plan(plan)
+            plan.max_active_integrations = limit
+            audit.record(s, actor=actor, action="plan.update", object_type="plan",
+                         object_id=plan.id, account_id=None, at=self.clock.now(),
+                         before=before, after=describe_plan(plan))
+        return plan
 
     def plans(self) -> list[Plan]:
         """Every plan (the default ones are made on first use)."""
         with self.ledger.session() as s:
             self.ensure_plans(s)
             return list(s.scalars(select(Plan).order_by(Plan.id)))
+
+    def _plan_named(self, s: Session, name: Any, field: str) -> Plan:
+        self.ensure_plans(s)
+        plan = s.scalar(select(Plan).where(Plan.name == name)) if isinstance(name, str) else None
+        if plan is None:
+            names = ", ".join(s.scalars(select(Plan.name).order_by(Plan.name)))
+            raise BadInput(f"{field}: unknown plan {name!r} (known: {names})", field=field)
+        return plan
+
+    # -- accounts ---------------------------------------------------------------------
+
+    def create_account(self, name: str, owner_email: str, plan: str = "starter", *,
+                       actor: str = CLI_ACTOR) -> Account:
+        """Add an account on ``plan``."""
+        require_name(name, "name")
+        check_address(owner_email, "owner_email")
+        check_actor(actor)
+        with self.ledger.session() as s:
+            plan_row = self._plan_named(s, plan, "plan")
+            account = Account(
+                name=name, owner_email=owner_email, plan_id=plan_row.id, created_at=self.clock.now()
+            )
+            s.add(account)
+            s.flush()
+            s.refresh(account)
+            audit.record(s, actor=actor, action="account.create", object_type="account",
+                         object_id=account.id, account_id=account.id, at=self.clock.now(),
+                         after=_account_settings(account))
+        return account
+
+    def update_account(self, account_id: int, *, scope: int | None = None,
+                       actor: str = CLI_ACTOR, **changes: Any) -> Account:
+        """Change an account's name, owner email (where its digest goes), digest interval
+        (``digest_hours``; ``None``: the deployment's) or plan; validated whole before it
+        is written. A plan below the active count deactivates nothing (see
+        :meth:`account_status`)."""
+        unknown = set(changes) - _ACCOUNT_FIELDS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise BadInput(f"{key}: not a setting of an account", field=key)
+        if "name" in changes:
+            require_name(changes["name"], "name")
+        if "owner_email" in changes:
+            check_address(changes["owner_email"], "owner_email")
+        if changes.get("digest_hours") is not None:
+            changes["digest_hours"] = check_hours(changes["digest_hours"], "digest_hours",
+                                                  error=BadInput)
+        check_actor(actor)
+        with self.ledger.session() as s:
+            plan = self._plan_named(s, changes.pop("plan"), "plan") if "plan" in changes \
+                else None
+            account = get_row(s, Account, account_id, "account", scope=scope,
+                              owner=lambda a: a.id)
+            before = _account_settings(account)
+            for key, value in changes.items():
+                setattr(account, key, value)
+            if plan is not None:
+                account.plan_id = plan.id
+            s.flush()
+            s.refresh(account)
+            audit.record(s, actor=actor, action="account.update", object_type="account",
+                         object_id=account.id, account_id=account.id, at=self.clock.now(),
+                         before=before, after=_account_settings(account))
+        return account
 
     def accounts(self) -> list[Account]:
         """Every account."""
@@ -140,9 +219,35 @@ class Management:
     def get_account(self, account_id: int, *, scope: int | None = None) -> Account:
         """One account; with ``scope``, only if it is that account (else not found)."""
         with self.ledger.session() as s:
-            return _get(s, Account, account_id, "account", scope=scope, owner=lambda a: a.id)
+            return get_row(s, Account, account_id, "account", scope=scope,
+                           owner=lambda a: a.id)
 
-    # -- forms ----------------------------------------------------------------------
+    def account_status(self, account_id: int, *, scope: int | None = None) -> dict[str, Any]:
+        """An account with its plan, the plan's limit and the active count; over its
+        limit (after a downgrade), it says so."""
+        with self.ledger.session() as s:
+            self.ensure_plans(s)
+            account = get_row(s, Account, account_id, "account", scope=scope,
+                              owner=lambda a: a.id)
+            active = active_count(s, account.id)
+            limit = account.plan.max_active_integrations
+            over = limit is not None and active > limit
+            full = limit is not None and active >= limit
+            note = None
+            if over:
+                note = (f"over the plan's limit: {active} active, {limit} allowed; nothing "
+                        f"is deactivated, and no integration can be activated until "
+                        f"{active - limit} are deactivated")
+            return {
+                "id": account.id, "name": account.name, "owner_email": account.owner_email,
+                "plan": account.plan.name, "plan_limit": describe_limit(limit),
+                "active_integrations": active, "over_limit": over,
+                "can_activate": not full, "note": note,
+                "digest_hours": account.digest_hours,
+                "created_at": account.created_at.isoformat(),
+            }
+
+    # -- forms ------------------------------------------------------------------------
 
     def create_form(
         self,
@@ -153,36 +258,46 @@ class Management:
         required_fields: Any = None,
         thank_you_url: Any = None,
         thank_you_message: Any = None,
+        actor: str = CLI_ACTOR,
+        scope: int | None = None,
     ) -> Form:
         """Add a form to an account, with a fresh public key."""
-        _require_name(name, "name")
+        require_name(name, "name")
         origins = check_origins(allowed_origins)
         required = check_required_fields(required_fields)
         thank_you = check_thank_you_url(thank_you_url)
         message = check_thank_you_message(thank_you_message)
+        check_actor(actor)
         with self.ledger.session() as s:
-            _get(s, Account, account_id, "account")
+            get_row(s, Account, account_id, "account", scope=scope, owner=lambda a: a.id)
             form = Form(account_id=account_id, name=name, created_at=self.clock.now(),
                         public_key=new_public_key(), allowed_origins=origins,
                         required_fields=required, thank_you_url=thank_you,
                         thank_you_message=message, active=True)
             s.add(form)
+            s.flush()
+            audit.record(s, actor=actor, action="form.create", object_type="form",
+                         object_id=form.id, account_id=account_id, at=self.clock.now(),
+                         after=_form_settings(form))
         return form
 
-    def forms(self, account_id: int | None = None) -> list[Form]:
-        """Forms, of one account or of all."""
+    def forms(self, account_id: int | None = None, *, archived: bool = False) -> list[Form]:
+        """Forms, of one account or of all; deleted ones only with ``archived``."""
         with self.ledger.session() as s:
             q = select(Form).order_by(Form.id)
             if account_id is not None:
                 q = q.where(Form.account_id == account_id)
+            if not archived:
+                q = q.where(Form.archived_at.is_(None))
             return list(s.scalars(q))
 
     def get_form(self, form_id: int, *, scope: int | None = None) -> Form:
         """One form; with ``scope``, only one of that account (another's is not found)."""
         with self.ledger.session() as s:
-            return _get(s, Form, form_id, "form", scope=scope)
+            return get_row(s, Form, form_id, "form", scope=scope)
 
-    def update_form(self, form_id: int, *, scope: int | None = None, **changes: Any) -> Form:
+    def update_form(self, form_id: int, *, scope: int | None = None, actor: str = CLI_ACTOR,
+                    **changes: Any) -> Form:
         """Change a form's name or intake settings; validated whole before it is written."""
         unknown = set(changes) - _FORM_FIELDS
         if unknown:
@@ -190,7 +305,7 @@ class Management:
             raise BadInput(f"{key}: not a setting of a form", field=key)
         checked: dict[str, Any] = {}
         if "name" in changes:
-            _require_name(changes["name"], "name")
+            require_name(changes["name"], "name")
             checked["name"] = changes["name"]
         if "allowed_origins" in changes:
             checked["allowed_origins"] = check_origins(changes["allowed_origins"])
@@ -204,247 +319,82 @@ class Management:
             if not isinstance(changes["active"], bool):
                 raise BadInput("active: must be true or false", field="active")
             checked["active"] = changes["active"]
+        check_actor(actor)
         with self.ledger.session() as s:
-            form = _get(s, Form, form_id, "form", scope=scope)
+            form = get_row(s, Form, form_id, "form", scope=scope)
+            not_archived(form, "form")
+            before = _form_settings(form)
             for key, value in checked.items():
                 setattr(form, key, value)
+            audit.record(s, actor=actor, action="form.update", object_type="form",
+                         object_id=form.id, account_id=form.account_id, at=self.clock.now(),
+                         before=before, after=_form_settings(form))
         return form
 
-    def rotate_form_key(self, form_id: int, *, scope: int | None = None) -> Form:
+    def rotate_form_key(self, form_id: int, *, scope: int | None = None,
+                        actor: str = CLI_ACTOR) -> Form:
         """Give a form a new public key; posts to the old one are refused from now on."""
+        check_actor(actor)
         with self.ledger.session() as s:
-            form = _get(s, Form, form_id, "form", scope=scope)
+            form = get_row(s, Form, form_id, "form", scope=scope)
+            not_archived(form, "form")
             form.public_key = new_public_key()
+            audit.record(s, actor=actor, action="form.rotate_key", object_type="form",
+                         object_id=form.id, account_id=form.account_id, at=self.clock.now())
         return form
 
-    # -- integrations ---------------------------------------------------------------
-
-    def create_integration(
-        self,
-        form_id: int,
-        *,
-        name: str,
-        connector: str,
-        config: Mapping[str, Any],
-        expectations: Mapping[str, Any] | None = None,
-        retry: Mapping[str, Any] | None = None,
-        realtime: bool = False,
-        realtime_budget: float = 3.0,
-        static_ip_pool: str | None = None,
-        active: bool = False,
-        scope: int | None = None,
-    ) -> Integration:
-        """Add an integration to a form; validated whole before it is written.
-
-        ``<connector>_static_ip`` names ``<connector>`` run through a static-IP
-        pool (``static_ip_pool``, by default ``"default"``): stored that way.
-        """
-        _require_name(name, "name")
-        connector, static_ip_pool = static_ip_variant(
-            self.plugins.available(), connector, static_ip_pool
-        )
-        sealed, checked_expectations, policy = self._validate(
-            connector, config, expectations, retry, static_ip_pool
-        )
-        _check_realtime(realtime, realtime_budget)
+    def delete_form(self, form_id: int, *, scope: int | None = None,
+                    actor: str = CLI_ACTOR) -> Form:
+        """Delete (archive) a form: it accepts no lead any more, each of its integrations
+        is deleted (see :meth:`delete_integration`); its leads and deliveries stay
+        inspectable. Deleting a deleted form changes nothing."""
+        check_actor(actor)
         now = self.clock.now()
         with self.ledger.session() as s:
-            form = _get(s, Form, form_id, "form", scope=scope)
-            integration = Integration(
-                form_id=form_id,
-                name=name,
-                connector=connector,
-                config=sealed,
-                expectations=checked_expectations,
-                retry_policy=policy,
-                static_ip_pool=static_ip_pool,
-                realtime=realtime,
-                realtime_budget=realtime_budget,
-                active=False,
-                revision=1,
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(integration)
-            s.flush()
-            if active:
-                self._activate(s, form.account_id, integration)
-        return integration
+            form = get_row(s, Form, form_id, "form", scope=scope)
+            if form.archived_at is not None:
+                return form
+            before = _form_settings(form)
+            for integration in s.scalars(
+                select(Integration).where(Integration.form_id == form.id,
+                                          Integration.archived_at.is_(None))
+                .order_by(Integration.id)
+            ):
+                self._delete(s, integration, form.account_id, actor, now)
+            form.active = False
+            form.archived_at = now
+            audit.record(s, actor=actor, action="form.delete", object_type="form",
+                         object_id=form.id, account_id=form.account_id, at=now,
+                         before=before, after=_form_settings(form))
+        return form
 
-    def update_integration(
-        self, integration_id: int, *, scope: int | None = None, **changes: Any
-    ) -> Integration:
-        """Change an integration's settings; workers pick the change up on its next delivery."""
-        unknown = set(changes) - _INTEGRATION_FIELDS
-        if unknown:
-            key = sorted(unknown)[0]
-            raise BadInput(f"{key}: not a setting of an integration", field=key)
-        with self.ledger.session() as s:
-            integration = _get(s, Integration, integration_id, "integration", scope=scope)
-            config = changes.get("config")
-            if config is None:
-                config = self.box.unseal(integration.config)
-            sealed, checked_expectations, policy = self._validate(
-                integration.connector,
-                config,
-                changes.get("expectations", integration.expectations),
-                changes.get("retry", integration.retry_policy),
-                changes.get("static_ip_pool", integration.static_ip_pool),
-            )
-            _check_realtime(
-                changes.get("realtime", integration.realtime),
-                changes.get("realtime_budget", integration.realtime_budget),
-            )
-            if "name" in changes:
-                _require_name(changes["name"], "name")
-                integration.name = changes["name"]
-            integration.config = sealed
-            integration.expectations = checked_expectations
-            integration.retry_policy = policy
-            for key in ("static_ip_pool", "realtime", "realtime_budget"):
-                if key in changes:
-                    setattr(integration, key, changes[key])
-            integration.revision += 1
-            integration.updated_at = self.clock.now()
-        return integration
+    # -- audit ------------------------------------------------------------------------
 
-    def set_active(
-        self, integration_id: int, active: bool, *, scope: int | None = None
-    ) -> Integration:
-        """Switch an integration on or off. Activation respects the plan's cap."""
-        with self.ledger.session() as s:
-            integration = _get(s, Integration, integration_id, "integration", scope=scope)
-            if active and not integration.active:
-                form = _get(s, Form, integration.form_id, "form")
-                self._activate(s, form.account_id, integration)
-            elif not active:
-                integration.active = False
-            integration.updated_at = self.clock.now()
-        return integration
-
-    def integrations(
-        self, form_id: int | None = None, *, scope: int | None = None
-    ) -> list[Integration]:
-        """Integrations, of one form or of all (of the ``scope`` account's forms)."""
-        with self.ledger.session() as s:
-            q = select(Integration).order_by(Integration.id)
-            if form_id is not None:
-                q = q.where(Integration.form_id == form_id)
-            if scope is not None:
-                q = q.where(
-                    Integration.form_id.in_(select(Form.id).where(Form.account_id == scope))
-                )
-            return list(s.scalars(q))
-
-    def get_integration(self, integration_id: int, *, scope: int | None = None) -> Integration:
-        """One integration (with ``scope``, only one of that account's forms)."""
-        with self.ledger.session() as s:
-            return _get(s, Integration, integration_id, "integration", scope=scope)
-
-    # -- helpers --------------------------------------------------------------------
-
-    def _validate(
-        self,
-        connector: str,
-        config: Mapping[str, Any],
-        expectations: Mapping[str, Any] | None,
-        retry: Mapping[str, Any] | None,
-        static_ip_pool: str | None,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-        if not isinstance(connector, str) or not connector:
-            raise BadInput("connector: required", field="connector")
-        instance = self.plugins.build(connector, config)
-        transport = Transport(
-            timeouts=timeouts_from(self.plugins.settings_for(connector), instance.config),
-            proxy_route=self.routes.route(static_ip_pool) if static_ip_pool else None,
-        )
-        try:
-            instance.check(transport.client(Redactor(secret_values(instance.config))))
-            settled = instance.settle_expectations(expectations or None)
-        finally:
-            instance.close()
-            transport.close()
-        if settled is not expectations and settled:
-            expectations = settled  # derived by the connector: stored, so shown
-        parsed = Expectations.parse(
-            expectations,
-            self.plugins.expectation_kinds,
-            default=instance.default_expectations,
-        )
-        RetryPolicy.parse(retry)  # validation only: the raw form is what is stored
-        if static_ip_pool is not None:
-            self.routes.route(static_ip_pool)  # raises ConfigError when the pool is unknown
-        return (
-            self.box.seal(instance.config),
-            parsed.to_dict() if expectations else None,
-            dict(retry) if retry else None,
-        )
-
-    def _activate(self, s: Session, account_id: int, integration: Integration) -> None:
-        # Lock the account row so concurrent activations are counted one after another.
-        account = s.scalar(
-            select(Account).where(Account.id == account_id).with_for_update(of=Account)
-        )
-        assert account is not None
-        active = (
-            s.scalar(
-                select(func.count())
-                .select_from(Integration)
-                .join(Form, Form.id == Integration.form_id)
-                .where(Form.account_id == account_id, Integration.active.is_(True))
-            )
-            or 0
-        )
-        if active >= account.plan.max_active_integrations:
-            raise PlanLimitError(
-                plan=account.plan.name, limit=account.plan.max_active_integrations, active=active
-            )
-        integration.active = True
+    def audit_trail(self, account_id: int | None, *, scope: int | None = None,
+                    limit: int = 100, cursor: str | None = None,
+                    object_type: str | None = None,
+                    object_id: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The account's management changes, newest first (``account_id`` ``None``: the
+        plans'), a page at a time; and the next page's cursor."""
+        if account_id is not None:
+            self.get_account(account_id, scope=scope)
+        return audit.events(self.ledger, account_id, limit=limit, cursor=cursor,
+                            object_type=object_type, object_id=object_id)
 
 
-def _require_name(value: Any, field: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise BadInput(f"{field}: required", field=field)
-    if len(value) > 200:
-        raise BadInput(f"{field}: at most 200 characters", field=field)
+def describe_plan(p: Plan) -> dict[str, Any]:
+    """A plan as shown: its cap on active integrations, or ``unlimited``."""
+    return {"id": p.id, "name": p.name,
+            "max_active_integrations": describe_limit(p.max_active_integrations)}
 
 
-def _check_realtime(realtime: Any, budget: Any) -> None:
-    if not isinstance(realtime, bool):
-        raise ConfigError("realtime: must be true or false", field="realtime")
-    if not isinstance(budget, int | float) or isinstance(budget, bool) or not 0 < budget <= 30:
-        raise ConfigError("realtime_budget: seconds between 0 and 30", field="realtime_budget")
+def _account_settings(a: Account) -> dict[str, Any]:
+    return {"name": a.name, "owner_email": a.owner_email, "plan": a.plan.name,
+            "digest_hours": a.digest_hours}
 
 
-def _get(
-    s: Session,
-    model: type[Any],
-    ident: int,
-    what: str,
-    *,
-    scope: int | None = None,
-    owner: Callable[[Any], int] | None = None,
-) -> Any:
-    """The row, or :class:`NotFound`. With ``scope`` (an account id), a row of another
-    account is not found either, with the very same message: an API caller cannot
-    tell another account's object from a missing one."""
-    row = s.get(model, ident)
-    if row is not None and scope is not None and (owner or _account_of(s))(row) != scope:
-        row = None
-    if row is None:
-        raise NotFound(f"{what} {ident} does not exist", field=f"{what}_id")
-    return row
-
-
-def _account_of(s: Session) -> Callable[[Any], int]:
-    """The account owning a form or an integration."""
-
-    def account(row: Any) -> int:
-        if isinstance(row, Form):
-            return row.account_id
-        if isinstance(row, Integration):
-            form = s.get(Form, row.form_id)
-            return form.account_id if form is not None else -1
-        raise TypeError(f"no account for {type(row).__name__}")
-
-    return account
+def _form_settings(f: Form) -> dict[str, Any]:
+    shown = describe_form(f)
+    kept = ("name", "active", "allowed_origins", "required_fields", "thank_you_url",
+            "thank_you_message")
+    return {k: shown[k] for k in kept if k in shown} | {"archived": f.archived_at is not None}

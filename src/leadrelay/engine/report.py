@@ -245,6 +245,7 @@ def describe_integration(i: Integration) -> dict[str, Any]:
         "realtime_budget": i.realtime_budget,
         "active": i.active,
         "revision": i.revision,
+        "archived_at": _iso(i.archived_at),
     }
 
 

@@ -8,6 +8,8 @@ secrets become :data:`MASK`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,6 +21,7 @@ from .errors import ConfigError
 
 MASK = "[REDACTED]"
 _SECRET_TAG = "$secret"
+_FINGERPRINT_TAG = "$fingerprint"
 
 #: Headers whose values are always redacted, whatever the config says.
 SENSITIVE_HEADERS = frozenset(
@@ -32,6 +35,8 @@ class SecretBox:
     def __init__(self, key: str | bytes) -> None:
         try:
             self._fernet = Fernet(key)
+            self._mac_key = hashlib.sha256(b"leadrelay fingerprint\0" + (
+                key.encode() if isinstance(key, str) else key)).digest()
         except (ValueError, TypeError):
             raise ConfigError(
                 "LEADRELAY_SECRET_KEY is not a valid key (32 url-safe base64-encoded bytes)",
@@ -51,6 +56,17 @@ class SecretBox:
         """A stored config with its secrets decrypted, ready for validation."""
         return _unwalk(stored, self._decrypt)
 
+    def fingerprinted(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A sealed config with each secret replaced by ``{"$fingerprint": ...}``, a keyed
+        hash of its value: two configs' secrets compare equal or not, and neither can be
+        recovered from it (config history)."""
+        def mark(token: str) -> dict[str, str]:
+            value = self._decrypt(token).encode()
+            digest = hmac.new(self._mac_key, value, hashlib.sha256).hexdigest()[:32]
+            return {_FINGERPRINT_TAG: digest}
+
+        return _unwalk(stored, mark)
+
     def _decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode()).decode()
@@ -69,6 +85,22 @@ def redacted(config: pydantic.BaseModel) -> dict[str, Any]:
 def redact_stored(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A sealed (stored) config with its encrypted secrets shown as :data:`MASK`."""
     return _unwalk(stored, lambda _token: MASK)
+
+
+def is_fingerprint(value: Any) -> bool:
+    """Whether ``value`` is a secret's fingerprint (see :meth:`SecretBox.fingerprinted`)."""
+    return isinstance(value, Mapping) and set(value) == {_FINGERPRINT_TAG}
+
+
+def mask_fingerprints(value: Any) -> Any:
+    """``value`` (a fingerprinted config) with every fingerprint shown as :data:`MASK`."""
+    if is_fingerprint(value):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: mask_fingerprints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_fingerprints(v) for v in value]
+    return value
 
 
 def secret_values(config: pydantic.BaseModel) -> set[str]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from ..deps import Caller, Engine
+from ..deps import Actor, Caller, Engine
 from ..errors import RESPONSES
 from ..models import IdPath
 
@@ -95,12 +95,13 @@ def digest_history(
 
 @router.patch("/accounts/{account_id}/digest", response_model=DigestSettingsOut)
 def update_digest_settings(
-    account_id: IdPath, body: DigestSettingsIn, engine: Engine, caller: Caller
+    account_id: IdPath, body: DigestSettingsIn, engine: Engine, caller: Caller, actor: Actor
 ) -> dict[str, Any]:
     """Change who receives the digest or how often; checked whole before it is written."""
     changes = body.model_dump(exclude_unset=True)
     if "owner_email" in changes and changes["owner_email"] is None:
         changes.pop("owner_email")
-    account = engine.manage.update_account(account_id, scope=caller.scope(), **changes)
+    account = engine.manage.update_account(account_id, scope=caller.scope(), actor=actor,
+                                           **changes)
     return {"account_id": account.id, "owner_email": account.owner_email,
             "digest_hours": account.digest_hours}

@@ -7,6 +7,7 @@ from .models import (
     Account,
     Attempt,
     AttemptLane,
+    AuditEvent,
     Delivery,
     DeliveryState,
     Digest,
@@ -16,8 +17,10 @@ from .models import (
     FacebookReadState,
     Form,
     Integration,
+    IntegrationRevision,
     Lead,
     Plan,
+    TestAttempt,
 )
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "Account",
     "Attempt",
     "AttemptLane",
+    "AuditEvent",
     "Delivery",
     "DeliveryState",
     "Digest",
@@ -35,7 +39,9 @@ __all__ = [
     "FacebookReadState",
     "Form",
     "Integration",
+    "IntegrationRevision",
     "Lead",
     "Ledger",
     "Plan",
+    "TestAttempt",
 ]

@@ -69,6 +69,9 @@ class DeliveryState(enum.StrEnum):
     """Gave up after the last attempt: it sits in the failed collection."""
     HELD = "held"
     """Its integration is inactive: kept, never sent, until it is activated again."""
+    DISCARDED = "discarded"
+    """Held, then discarded by an operator (or with its deleted integration): never sent,
+    kept for inspection, its reason in ``last_reason`` (revision 0007)."""
 
 
 class LeadSource(enum.StrEnum):
@@ -86,7 +89,20 @@ class Plan(Base):
     __tablename__ = "plans"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    max_active_integrations: Mapped[int] = mapped_column(Integer)
+    #: The cap, unless :attr:`unlimited`.
+    cap: Mapped[int] = mapped_column("max_active_integrations", Integer)
+    #: No cap at all (revision 0007).
+    unlimited: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    @property
+    def max_active_integrations(self) -> int | None:
+        """How many integrations an account on this plan may have active; ``None``: any."""
+        return None if self.unlimited else self.cap
+
+    @max_active_integrations.setter
+    def max_active_integrations(self, value: int | None) -> None:
+        self.unlimited = value is None
+        self.cap = 0 if value is None else value
 
 
 class Account(Base):
@@ -126,6 +142,9 @@ class Form(Base):
     thank_you_message: Mapped[str | None] = mapped_column(String(500))
     #: An inactive form accepts no leads.
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    #: When the form was deleted (archived): inactive for good, kept for inspection
+    #: (revision 0007).
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("public_key", name="uq_forms_public_key"),)
 
@@ -148,10 +167,14 @@ class Integration(Base):
     #: Seconds a real-time submission waits for this CRM before answering.
     realtime_budget: Mapped[float] = mapped_column(default=3.0)
     active: Mapped[bool] = mapped_column(default=False, index=True)
-    #: Bumped on every change, so workers rebuild their cached connector.
+    #: Bumped on every change, so workers rebuild their cached connector; each one is
+    #: an :class:`IntegrationRevision`.
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When the integration was deleted (archived): it left its form for good, its
+    #: history, deliveries and attempts stay inspectable (revision 0007).
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Lead(Base):
@@ -438,3 +461,74 @@ class FacebookLead(Base):
         UniqueConstraint("leadgen_id", name="uq_facebook_leads_leadgen_id"),
         Index("ix_facebook_leads_state_due", "state", "next_due_at"),
     )
+
+
+# -- operating integrations (revision 0007) ---------------------------------------------
+
+
+class IntegrationRevision(Base):
+    """One revision of an integration: its settings after a change, who made it, when.
+
+    ``settings`` holds the integration as it then was, its config's secrets replaced by
+    keyed fingerprints (``{"$fingerprint": ...}``): enough to tell a changed secret from
+    an unchanged one, never enough to recover it.
+    """
+
+    __tablename__ = "integration_revisions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    #: ``created``, ``updated``, ``activated``, ``deactivated``, ``deleted``.
+    change: Mapped[str] = mapped_column(String(32))
+    #: The API key's name, ``cli``, or another named actor (``settings file``).
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    settings: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    __table_args__ = (
+        UniqueConstraint("integration_id", "revision", name="uq_integration_revisions"),
+    )
+
+
+class AuditEvent(Base):
+    """One management change: who, what, before and after (secrets redacted), when."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: The account the changed object belongs to; ``None`` for plans.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    #: What was done, as ``object.verb``: ``integration.update``, ``plan.create``...
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[int | None] = mapped_column(BigInteger)
+    before: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    after: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_audit_events_account", "account_id", "id"),)
+
+
+class TestAttempt(Base):
+    """A test-send of an integration: recorded like an attempt, apart from deliveries.
+
+    It belongs to no delivery, so it never counts in the failed collection, the digest
+    or the metrics of real leads.
+    """
+
+    __tablename__ = "test_attempts"
+    __test__ = False  # not a pytest class
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[float] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
+    crm_reference: Mapped[str | None] = mapped_column(String(500))
+    #: The lead's fields as sent.
+    lead: Mapped[dict[str, Any]] = mapped_column(Json)
+    exchanges: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    trace: Mapped[list[dict[str, Any]]] = mapped_column(Json)
