@@ -4,4 +4,4 @@ Each module registers its scenarios with :func:`bench.core.scenario`; a new
 feature adds a module here (and a name to the smoke test's list).
 """
 
-from . import throughput, intake, isolation, soap, proxy, growth, memory, api  # noqa: F401, I001
+from . import throughput, intake, isolation, soap, proxy, growth, memory, api, facebook  # noqa: F401, I001

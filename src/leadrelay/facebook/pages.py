@@ -9,6 +9,7 @@ shown — the map from Facebook lead-form ids to leadrelay forms, and the field 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -34,6 +35,8 @@ WEBHOOK_PATH = "/v1/facebook/webhook"
 _FIELDS = frozenset({"name", "forms", "field_map", "retry", *SECRET_FIELDS})
 _ID = re.compile(r"\d{1,32}")
 MAX_FORMS = 500
+#: Connections whose secrets a process keeps decrypted at most.
+_CACHED_SECRETS = 10_000
 
 
 class PageSecrets(pydantic.BaseModel):
@@ -68,6 +71,10 @@ class Pages:
 
     def __init__(self, ledger: Ledger, box: SecretBox, clock: Clock) -> None:
         self.ledger, self.box, self.clock = ledger, box, clock
+        # Decrypted secrets by their sealed form: every notification needs its page's app
+        # secret, and a changed secret is sealed anew (a new key here), so nothing stale
+        # is ever used, in this process or another.
+        self._clear: dict[str, dict[str, str]] = {}
 
     def connect(
         self,
@@ -158,7 +165,13 @@ class Pages:
 
     def secrets(self, row: FacebookPage) -> dict[str, str]:
         """The connection's secrets in clear, for the webhook and the Graph read only."""
-        return self.box.unseal(row.secrets)
+        key = json.dumps(row.secrets, sort_keys=True)
+        found = self._clear.get(key)
+        if found is None:
+            if len(self._clear) >= _CACHED_SECRETS:
+                self._clear.clear()
+            found = self._clear[key] = self.box.unseal(row.secrets)
+        return dict(found)
 
     def _get(self, s: Session, connection_id: int, scope: int | None) -> FacebookPage:
         row = s.get(FacebookPage, connection_id)

@@ -30,6 +30,13 @@ from .signature import HEADER, verify
 log = logging.getLogger(__name__)
 
 _LEADS = cast(Table, FacebookLead.__table__)
+#: One row per new lead; a leadgen_id received before inserts nothing and returns nothing.
+#: Built once per dialect (intake's statements are too: webhook acceptance is per lead).
+_INSERT = {
+    name: insert(_LEADS).on_conflict_do_nothing(index_elements=["leadgen_id"])
+    .returning(_LEADS.c.id, _LEADS.c.state)
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 #: The longest challenge echoed back (Facebook sends an integer).
 MAX_CHALLENGE = 200
 
@@ -148,14 +155,10 @@ class Webhook:
                 "last_reason": None if mapped else unmapped_reason(c.form_id, page),
                 "received_at": now, "finished_at": None if mapped else now,
             })
-        insert = pg_insert if self.ledger.dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert(_LEADS).values(rows)
-            .on_conflict_do_nothing(index_elements=["leadgen_id"])
-            .returning(_LEADS.c.id, _LEADS.c.state)
-        )
+        statement = _INSERT[self.ledger.dialect]
         with self.ledger.transaction() as conn:
-            new = list(conn.execute(statement))
+            new = list(conn.execute(statement, rows)) if len(rows) > 1 else list(
+                conn.execute(statement, rows[0]))
         reading = tuple(i for i, state in new if state == FacebookReadState.READING.value)
         if len(new) > len(reading):
             log.warning("%d Facebook lead(s) of unmapped forms stored as unroutable",
