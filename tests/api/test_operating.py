@@ -71,8 +71,17 @@ def test_a_test_send_without_send_writes_nothing_and_with_send_reaches_the_crm_o
     assert shown.json()["request"]["headers"]["Authorization"] == "[REDACTED]"
     assert httpserver.log == [] and client.get(f"{path}s", headers=acme.headers).json() == []
 
+    def deliveries_metrics() -> list[str]:
+        return [line for line in client.get("/metrics").text.splitlines()
+                if line.startswith(("leadrelay_deliveries", "leadrelay_leads_received"))]
+
+    metrics = deliveries_metrics()
     sent = client.post(path, headers=acme.headers, json={"sample": True, "send": True})
     assert sent.status_code == 200
+    # Then it counts nowhere real leads count: metrics, digest, failed collection
+    assert deliveries_metrics() == metrics
+    preview = client.get(f"/v1/accounts/{acme.account_id}/digest/preview", headers=acme.headers)
+    assert preview.json()["failures"] == 0
     assert sent.json()["outcome"] == "rejected" and sent.json()["trace"]
     assert TOKEN not in sent.text
     assert len(httpserver.log) == 1
@@ -140,6 +149,10 @@ def test_history_diff_audit_and_delete(
                            ("default", "integration.update"),
                            ("default", "integration.create")]
     assert TOKEN not in str(audit)
+    keys = client.get(f"/v1/accounts/{acme.account_id}/audit", headers=acme.headers,
+                      params={"object_type": "key"}).json()["items"]
+    assert [(e["actor"], e["action"]) for e in keys] == [("ops", "key.create")]
+    assert "lr_" not in str(keys).replace(keys[0]["after"]["prefix"], "")
     other = client.get(f"/v1/accounts/{acme.account_id}/audit", headers=globex.headers)
     assert other.status_code == 404
     ops_key = engine.keys.create(None, name="night-shift", operator=True).secret

@@ -83,3 +83,23 @@ def test_an_attempt_in_flight_at_the_switch_off_comes_back_held(
     # Then it is held
     assert report.held == 1 and report.enqueued == 0
     assert app.inspect(delivery_id)["delivery"]["state"] == "held"
+
+
+def test_an_attempt_in_flight_when_its_integration_is_deleted_comes_back_discarded(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    from sqlalchemy import update
+
+    from leadrelay.engine.ledger import Delivery
+
+    integration_id = _integration(app, form_id, httpserver.url_for("/leads"))
+    (delivery_id,) = app.submit(form_id, {"email": "ada@example.com"}).delivery_ids
+    with app.ledger.session() as s:
+        s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sending"))
+    app.manage.delete_integration(integration_id)
+    with app.ledger.session() as s:  # its retry recorded after the deletion
+        s.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="pending"))
+    app.sweep()
+    shown = app.inspect(delivery_id)["delivery"]
+    assert (shown["state"], shown["last_reason"]) == ("discarded", "discarded: integration deleted")
+    assert httpserver.log == []

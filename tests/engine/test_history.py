@@ -197,3 +197,26 @@ def test_another_accounts_integration_cannot_be_changed_or_deleted(
         with pytest.raises(NotFound, match=message):
             call()
     assert app.manage.get_integration(integration_id).archived_at is None
+
+
+def test_a_delivery_in_flight_during_a_change_finishes_with_the_revision_it_claimed(
+    app: Leadrelay, form_id: int, httpserver: HTTPServer
+) -> None:
+    from werkzeug import Request, Response
+
+    integration_id = _integration(app, form_id, httpserver.url_for("/old"), active=True)
+    (delivery_id,) = app.submit(form_id, {"email": "a@b.test"}).delivery_ids
+
+    def change_while_sending(request: Request) -> Response:
+        # The operator changes the URL while the CRM is still answering this attempt
+        app.manage.update_integration(integration_id, config={
+            "url": httpserver.url_for("/new"), "auth": {"type": "bearer", "token": TOKEN}})
+        return Response("ok")
+
+    httpserver.expect_request("/old").respond_with_handler(change_while_sending)
+    httpserver.expect_request("/new").respond_with_data("ok")
+    app.deliver(delivery_id)
+    (attempt,) = app.inspect(delivery_id)["attempts"]
+    assert attempt["revision"] == 2  # created 1, activated 2; the change made 3
+    assert attempt["exchanges"][0]["request"]["url"].endswith("/old")
+    assert app.manage.get_integration(integration_id).revision == 3

@@ -86,7 +86,7 @@ def _show(row: dict[str, object], as_json: bool) -> None:
               help="The account whose management changes to list.")
 @click.option("--plans", "plans_only", is_flag=True, help="Changes to plans instead.")
 @click.option("--object", "object_type",
-              type=click.Choice(["account", "form", "integration", "plan"]),
+              type=click.Choice(["account", "form", "integration", "key", "plan"]),
               help="Only changes to this kind of object.")
 @click.option("--id", "object_id", type=ID, metavar="ID", help="Only changes to this object.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from . import audit
+from .audit import CLI_ACTOR
 from .clock import Clock
 from .errors import BadInput, NotFound
 from .ledger import Account, Ledger
@@ -63,9 +65,11 @@ class ApiKeys:
         self.ledger, self.clock = ledger, clock
 
     def create(
-        self, account_id: int | None, *, name: str = "default", operator: bool = False
+        self, account_id: int | None, *, name: str = "default", operator: bool = False,
+        actor: str = CLI_ACTOR,
     ) -> NewKey:
-        """A new key for ``account_id`` (or an operator key with ``operator=True``)."""
+        """A new key for ``account_id`` (or an operator key with ``operator=True``); the
+        change is in the audit trail under ``actor``."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise BadInput("name: 1 to 200 characters", field="name")
         if operator and account_id is not None:
@@ -82,7 +86,11 @@ class ApiKeys:
                          created_at=self.clock.now())
             s.add(row)
             s.flush()
-            return NewKey(row.id, secret, describe_key(row))
+            shown = describe_key(row)
+            audit.record(s, actor=actor, action="key.create", object_type="key",
+                         object_id=row.id, account_id=account_id, at=self.clock.now(),
+                         after=shown)
+            return NewKey(row.id, secret, shown)
 
     def keys(
         self, account_id: int | None = None, *, operators: bool = False
@@ -96,14 +104,19 @@ class ApiKeys:
                 q = q.where(ApiKey.account_id == account_id)
             return [describe_key(k) for k in s.scalars(q)]
 
-    def revoke(self, key_id: int, *, account_id: int | None = None) -> dict[str, Any]:
+    def revoke(self, key_id: int, *, account_id: int | None = None,
+               actor: str = CLI_ACTOR) -> dict[str, Any]:
         """Revoke a key (of ``account_id`` when given): it stops working at once."""
         with self.ledger.session() as s:
             row = s.get(ApiKey, key_id)
             if row is None or (account_id is not None and row.account_id != account_id):
                 raise NotFound(f"key {key_id} does not exist", field="key_id")
             if row.revoked_at is None:
+                before = describe_key(row)
                 row.revoked_at = self.clock.now()
+                audit.record(s, actor=actor, action="key.revoke", object_type="key",
+                             object_id=row.id, account_id=row.account_id,
+                             at=self.clock.now(), before=before, after=describe_key(row))
             return describe_key(row)
 
     def authenticate(self, secret: str) -> Principal | None:

@@ -23,6 +23,7 @@ from sqlalchemy import case, or_, select, update
 
 from .clock import Clock
 from .delivery import MAX_IN_DOUBT
+from .held import DELETED_REASON
 from .ledger import (
     IN_DOUBT,
     SENDING,
@@ -110,7 +111,21 @@ class Sweeper:
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
             # Deliveries that came back pending (a retry recorded) after their integration
-            # was switched off are held, as deactivation held the others.
+            # was deleted are discarded, as deletion discarded the others; after it was
+            # switched off, they are held, as deactivation held the others.
+            s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.state == DeliveryState.PENDING.value,
+                    Delivery.integration_id.in_(
+                        select(Integration.id).where(Integration.archived_at.is_not(None))
+                    ),
+                )
+                .values(state=DeliveryState.DISCARDED.value, last_outcome="discarded",
+                        last_reason=f"discarded: {DELETED_REASON}", next_due_at=None,
+                        queued_for=None, finished_at=now)
+                .execution_options(synchronize_session=False)
+            )
             held = s.execute(
                 update(Delivery)
                 .where(

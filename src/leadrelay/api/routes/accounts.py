@@ -82,10 +82,11 @@ def account_audit(
 
 @router.post("/accounts/{account_id}/keys", status_code=status.HTTP_201_CREATED,
              response_model=KeyCreated)
-def create_key(account_id: IdPath, body: KeyIn, engine: Engine, caller: Caller) -> dict[str, Any]:
+def create_key(account_id: IdPath, body: KeyIn, engine: Engine, caller: Caller,
+               actor: Actor) -> dict[str, Any]:
     """Make an API key for the account; the key is in this answer only."""
     _own(engine, account_id, caller)
-    new = engine.keys.create(account_id, name=body.name)
+    new = engine.keys.create(account_id, name=body.name, actor=actor)
     return {**new.description, "key": new.secret}
 
 
@@ -98,11 +99,11 @@ def list_keys(account_id: IdPath, engine: Engine, caller: Caller) -> list[dict[s
 
 @router.delete("/accounts/{account_id}/keys/{key_id}", response_model=KeyOut)
 def revoke_key(
-    account_id: IdPath, key_id: IdPath, engine: Engine, caller: Caller
+    account_id: IdPath, key_id: IdPath, engine: Engine, caller: Caller, actor: Actor
 ) -> dict[str, Any]:
     """Revoke one of the account's keys: it stops working at once."""
     _own(engine, account_id, caller)
-    return engine.keys.revoke(key_id, account_id=account_id)
+    return engine.keys.revoke(key_id, account_id=account_id, actor=actor)
 
 
 @router.get("/plans", response_model=list[PlanOut])
