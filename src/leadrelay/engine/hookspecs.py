@@ -50,3 +50,17 @@ def register_expectation_kinds(register: Callable[[type[Rule]], None]) -> None:
 
     The return value is ignored.
     """
+
+
+@hookspec
+def register_template_functions(register: Callable[..., None]) -> None:
+    """Register functions a connector's request templates may call (a broadcast).
+
+    ``register(name, fn, min_args=1, max_args=None)``: ``fn(*texts) -> str`` becomes
+    callable as ``{name(arg, ...)}`` in the templates of connectors that support them
+    (``webservice_soap``), next to the built-in ``hmac_sha1``, ``md5``, ``base64``…
+    Arguments are placeholders or quoted text, rendered as text; a result computed
+    from a secret is redacted like the secret. A name already taken is refused.
+    The engine hands the registered functions to every connector in its settings,
+    under ``template_functions``. The return value is ignored.
+    """

@@ -81,6 +81,8 @@ class Plugins:
             self._register(plugin, getattr(plugin, "__name__", None), ("(local)", ""))
         self._collect_connectors()
         self.expectation_kinds = self._collect_expectation_kinds()
+        #: Functions plugins registered for request templates, by name.
+        self.template_functions = self._collect_template_functions()
         self._check_enabled_are_installed()
         for problem in self.problems:  # the engine starts without them, and says so
             log.warning("plugin %s (package %s) left out: %s",
@@ -235,6 +237,27 @@ class Plugins:
                     f"register_expectation_kinds failed: {type(exc).__name__}: {exc}"))
         return kinds
 
+    def _collect_template_functions(self) -> dict[str, Any]:
+        from .template_functions import BUILTIN_FUNCTIONS, TemplateFunction
+
+        functions: dict[str, Any] = {}
+
+        def register(name: str, fn: Any, min_args: int = 1, max_args: int | None = None) -> None:
+            if (not isinstance(name, str) or not name.isidentifier() or not callable(fn)
+                    or name in functions or name in BUILTIN_FUNCTIONS):
+                self.problems.append(PluginProblem(
+                    "?", "?", f"template function {name!r} refused (duplicate, unnamed or "
+                              "not callable)"))
+                return
+            functions[name] = TemplateFunction(name, fn, min_args, max_args)
+
+        try:
+            self.pm.hook.register_template_functions(register=register)
+        except Exception as exc:
+            self.problems.append(PluginProblem(
+                "?", "?", f"register_template_functions failed: {type(exc).__name__}: {exc}"))
+        return functions
+
     def _check_enabled_are_installed(self) -> None:
         for name, settings in self._settings.items():
             if settings.get("enabled", True) and name not in self._connectors:
@@ -283,8 +306,11 @@ class Plugins:
         """Validate ``raw_config`` for connector ``name`` and return a ready instance."""
         cls = self.connector_class(name)
         config = cls.parse_config(raw_config)
+        settings = self.settings_for(name)
+        if self.template_functions:
+            settings["template_functions"] = dict(self.template_functions)
         try:
-            return cls(config, self.settings_for(name))
+            return cls(config, settings)
         except ConfigError:
             raise
         except Exception as exc:

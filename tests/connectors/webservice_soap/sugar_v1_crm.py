@@ -10,9 +10,11 @@ shaped from the WSDL's ``set_entry_result`` type and SugarCRM's ``SoapErrorDefin
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from lxml import etree
@@ -62,6 +64,10 @@ class SugarV1Crm:
     set_entry_errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     records: int = 0
+    #: When set, a login must be signed (a stand-in for APIs like Marketo's): its
+    #: ``version`` carries an ISO-8601 timestamp and its ``password`` the hex
+    #: HMAC-SHA256, keyed with this, of that timestamp followed by the user name.
+    signing_key: str | None = None
 
     def url(self, path: str) -> str:
         """An absolute URL on this server."""
@@ -93,7 +99,13 @@ class SugarV1Crm:
         if operation == "login":
             user = doc.findtext(".//user_auth/user_name")
             password = doc.findtext(".//user_auth/password")
-            if (user, password) != (USER, hashlib.md5(PASSWORD.encode()).hexdigest()):
+            expected = hashlib.md5(PASSWORD.encode()).hexdigest()
+            if self.signing_key is not None:
+                stamp = doc.findtext(".//user_auth/version") or ""
+                datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # an ISO-8601 time
+                expected = hmac.new(self.signing_key.encode(), (stamp + (user or "")).encode(),
+                                    "sha256").hexdigest()
+            if (user, password) != (USER, expected):
                 return _xml(result("login", "-1", "10"))
             with self.lock:
                 session = f"v1sess{len(self.sessions) + 1:04d}abcdef"

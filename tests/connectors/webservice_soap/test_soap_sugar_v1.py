@@ -213,3 +213,133 @@ def test_the_md5_of_the_password_never_shows(app: Leadrelay, form_id: int,
     assert md5 not in shown and PASSWORD not in shown
     for session in sugar.sessions:
         assert session not in shown
+
+
+# -- signed calls: template functions ---------------------------------------------------
+
+SIGNING_KEY = "k3y-0f-the-signature-9f8e"
+SIGNED_AUTH = {"user_name": "{auth.username}", "version": "{meta.now}",
+               "password": "{hmac_sha256(secrets.signing_key, meta.now, auth.username)}"}
+
+
+def signed(crm: SugarV1Crm, auth: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    cfg = config(crm, secrets={"signing_key": SIGNING_KEY}, **extra)
+    cfg["login"] = {**cfg["login"], "arguments": {**cfg["login"]["arguments"],
+                                                  "user_auth": auth or SIGNED_AUTH}}
+    return cfg
+
+
+def test_a_signed_login_is_computed_per_request_and_accepted(
+        app: Leadrelay, form_id: int, sugar: SugarV1Crm) -> None:
+    sugar.signing_key = SIGNING_KEY
+    integrate(app, form_id, sugar, config=signed(sugar))
+
+    obj = deliver(app, form_id)
+
+    assert obj["delivery"]["state"] == "delivered"
+    login = sugar.calls("login")[0].xml()
+    signature = login.findtext(".//user_auth/password")
+    # the signature was sent, and is shown nowhere
+    assert len(signature) == 64
+    shown = json.dumps(obj)
+    assert signature not in shown and SIGNING_KEY not in shown
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("{hmac_sha1x(secrets.signing_key, meta.now)}",
+     "config.login.arguments: {hmac_sha1x(secrets.signing_key, meta.now)}: unknown function "
+     "'hmac_sha1x' (known: base64, hmac_sha1, hmac_sha256, md5, sha1, sha256)"),
+    ("{hmac_sha256(secrets.signing_key)}",
+     "config.login.arguments: {hmac_sha256(secrets.signing_key)}: hmac_sha256 takes 2 or more "
+     "arguments, not 1"),
+    ("{hmac_sha256(secrets.unset_key, meta.now)}",
+     "config.login.arguments: {secrets.unset_key}: no secret 'unset_key' in 'secrets'"),
+])
+def test_bad_signature_templates_are_refused(app: Leadrelay, form_id: int, sugar: SugarV1Crm,
+                                             password: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        integrate(app, form_id, sugar,
+                  config=signed(sugar, {**SIGNED_AUTH, "password": password}))
+    assert str(err.value) == message
+    assert app.manage.integrations(form_id) == []
+
+
+def test_a_plugin_adds_a_template_function(sugar: SugarV1Crm) -> None:
+    from soap_crm import make_lead
+
+    import leadrelay.connectors.webservice_soap as soap_plugin
+    from leadrelay.engine.hookspecs import hookimpl
+    from leadrelay.engine.plugins import Plugins
+
+    class Reverse:
+        @hookimpl
+        def register_template_functions(self, register: Any) -> None:
+            register("reverse", lambda text: text[::-1], min_args=1, max_args=1)
+
+    plugins = Plugins(load_entry_points=False, extra_plugins=[soap_plugin, Reverse()])
+    cfg = config(sugar)
+    cfg["arguments"] = {**cfg["arguments"], "module_name": "{reverse('sdaeL')}"}
+    connector = plugins.build("webservice_soap", cfg)
+    try:
+        body = connector.render(make_lead()).body_text()
+    finally:
+        connector.close()
+    assert ">Leads</module_name>" in body
+    with pytest.raises(ConfigError, match="reverse takes 1 argument, not 2"):
+        plugins.build("webservice_soap", {**cfg, "arguments": {
+            **cfg["arguments"], "module_name": "{reverse('a', 'b')}"}})
+
+
+def test_no_surface_shows_the_secret_or_what_is_derived_from_it(
+        app: Leadrelay, form_id: int, sugar: SugarV1Crm, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hashlib
+    import logging
+
+    from leadrelay.engine.report import DeliveryFilter, describe_integration
+
+    caplog.set_level(logging.DEBUG)
+    md5 = hashlib.md5(PASSWORD.encode()).hexdigest()
+    integration_id = integrate(app, form_id, sugar)
+    sugar.set_entry_errors = ["40"] * 3
+    delivery_id = app.submit(form_id, LEAD_FIELDS).delivery_ids[0]
+    for _ in range(3):
+        app.deliver_due()
+        app.clock.advance(600)  # type: ignore[attr-defined]
+    assert app.inspect(delivery_id)["delivery"]["state"] == "not_integrated"
+
+    surfaces = {
+        "inspect": app.inspect(delivery_id),
+        "show": describe_integration(app.manage.get_integration(integration_id)),
+        "dry-run": app.replay(DeliveryFilter(state="not_integrated"), dry_run=True),
+        "logs": caplog.text,
+    }
+    login_body = sugar.calls("login")[0].body.decode()
+    assert md5 in login_body  # it did go to the CRM
+    for name, surface in surfaces.items():
+        text = surface if isinstance(surface, str) else json.dumps(surface, default=repr)
+        for value in (PASSWORD, md5, *sugar.sessions):
+            assert value not in text, f"{name} shows a secret"
+
+
+def test_a_rendered_request_masks_values_derived_from_secrets(sugar: SugarV1Crm) -> None:
+    from soap_crm import make_lead
+
+    import leadrelay.connectors.webservice_soap as soap_plugin
+    from leadrelay.engine.plugins import Plugins
+    from leadrelay.engine.secrets import MASK
+
+    # Given a create step that carries a hash of the password (dry runs render the create)
+    cfg = config(sugar)
+    cfg["arguments"] = {**cfg["arguments"], "module_name": "{md5(auth.password, 'Leads')}"}
+    connector = Plugins(load_entry_points=False, extra_plugins=[soap_plugin]).build(
+        "webservice_soap", cfg)
+    try:
+        body = connector.render(make_lead()).body_text()
+    finally:
+        connector.close()
+
+    # Then what a dry run, a preview or a test-send shows has the place, not the value
+    import hashlib
+    assert hashlib.md5((PASSWORD + "Leads").encode()).hexdigest() not in body
+    assert f">{MASK}</module_name>" in body

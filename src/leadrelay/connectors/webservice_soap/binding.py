@@ -30,6 +30,7 @@ from .templates import (
     Ref,
     Skip,
     TemplateError,
+    TemplateFunction,
     Text,
     _valid_xml_name,
 )
@@ -82,6 +83,8 @@ class BDict:
 
     items: Mapping[str, Bound]
     any: BAny | None = None
+    #: A ``$type`` subtype: the value is built as that type, sent with ``xsi:type``.
+    value_type: Any = None
 
 
 Bound = BValue | BSkip | BList | BDict
@@ -124,8 +127,14 @@ class Binder:
     :param label: how errors start, e.g. ``"operation create: argument"``.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, types: Any = None) -> None:
         self.label = label
+        #: The WSDL's types (``client.wsdl.types``), where ``$type`` names are found.
+        self.types = types
+
+    def _subtype(self, name: str, base: Any, where: str) -> Any:
+        """The ``$type`` named ``name``, checked to extend ``base``."""
+        return _subtype_of(self, name, base, where)
 
     def fail(self, where: str, problem: str) -> TemplateError:
         """A :class:`TemplateError` for ``where``."""
@@ -178,6 +187,10 @@ class Binder:
         if _is_complex(xsd_type):
             if isinstance(node, DictT):
                 ns = getattr(qname, "namespace", None)
+                if node.type_name is not None:
+                    sub = self._subtype(node.type_name, xsd_type, f"{where}.$type")
+                    bound = self._dict(node, sub, where, parent_ns=ns)
+                    return BDict(bound.items, bound.any, sub)
                 return self._dict(node, xsd_type, where, parent_ns=ns)
             if isinstance(node, Ref):
                 return BValue(node, None, where)  # a lead field holding an object
@@ -232,6 +245,37 @@ class Binder:
         return BDict(bound, bany)
 
 
+def _subtype_of(self: Binder, name: str, base: Any, where: str) -> Any:
+    """The type called ``name`` in the WSDL, checked to extend ``base``."""
+    local = name.rpartition("}")[2].rpartition(":")[2]
+    namespace = name[1:name.index("}")] if name.startswith("{") else None
+    base_ns = getattr(getattr(base, "qname", None), "namespace", None)
+    found = None
+    if self.types is not None:
+        for ns in [namespace] if namespace else [base_ns, *self.types.namespaces]:
+            try:
+                found = self.types.get_type(f"{{{ns}}}{local}")
+                break
+            except Exception:  # zeep raises LookupError and others for an unknown type
+                continue
+    if found is None:
+        raise self.fail(where, f"no type {name!r} in the WSDL")
+    if not _extends(found, base):
+        raise self.fail(where, f"{_type_label(found)} does not extend {_type_label(base)}, "
+                               "the type declared here")
+    return found
+
+
+def _extends(sub: Any, base: Any) -> bool:
+    if sub is base:
+        return True
+    base_value = getattr(base, "_value_class", None)
+    for parent in getattr(sub, "_extension_types", None) or ():
+        if parent is base_value or _extends(getattr(parent, "_xsd_type", None), base):
+            return True
+    return False
+
+
 def _required(xsd_type: Any) -> list[str]:
     """Elements that must be given: minOccurs ≥ 1, not nillable, not inside a choice."""
     out: list[str] = []
@@ -277,17 +321,23 @@ class Context:
     each: Mapping[str, Any] = field(default_factory=dict)
     #: Secret-derived values produced while rendering (an md5 of a password), to redact.
     derived_secrets: set[str] = field(default_factory=set)
+    #: The functions templates may call (built-in and plugins').
+    functions: Mapping[str, TemplateFunction] = field(default_factory=dict)
 
     def resolve(self, ref: Ref) -> Any:
         """The value of ``ref`` (None when absent), filters applied."""
-        name = "each" if ref.namespace == "field" else ref.namespace
-        source: Mapping[str, Any] = getattr(self, name)
-        value = source.get(ref.name)
+        if ref.namespace == "fn":
+            args = [a if isinstance(a, str) else _as_text(self.resolve(a)) for a in ref.args]
+            value: Any = self.functions[ref.name].fn(*args)
+        else:
+            name = "each" if ref.namespace == "field" else ref.namespace
+            source: Mapping[str, Any] = getattr(self, name)
+            value = source.get(ref.name)
         for f in ref.filters:
             if value is None:
                 break
             value = FILTERS[f](_as_text(value))
-        if ref.secret and ref.filters and isinstance(value, str):
+        if ref.secret and (ref.filters or ref.args) and isinstance(value, str):
             self.derived_secrets.add(value)
         return value
 
@@ -318,6 +368,8 @@ def render(bound: Bound, ctx: Context) -> Any:
     result: dict[str, Any] = {key: render(child, ctx) for key, child in bound.items.items()}
     if bound.any is not None:
         result[bound.any.attr] = _any_elements(bound.any, ctx)
+    if bound.value_type is not None:
+        return bound.value_type(**result)
     return result
 
 

@@ -17,10 +17,12 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +51,16 @@ from .encoded import annotate
 from .faults import FaultKind, SoapFaultRule, classify
 from .presets import GENERIC_EXPECTATIONS, Plan, plan_for
 from .reply import SoapResponse, read_reply
-from .templates import DataError, DictT, TemplateError, compile_template, refs
+from .templates import (
+    BUILTIN_FUNCTIONS,
+    DataError,
+    DictT,
+    TemplateError,
+    TemplateFunction,
+    check_call,
+    compile_template,
+    refs,
+)
 from .verdicts import fault_verdict, login_error, unreadable_verdict
 from .wsdl import CLIENTS, FetchOptions, WsdlInvalid, WsdlUnreachable, is_url
 
@@ -128,6 +139,7 @@ class SoapConnector(Connector):
         self._login_headers = (
             _compile(login.headers, "login.headers") if login and login.headers else None
         )
+        self._functions = functions_from(self.settings)
         self._output_paths = (
             {n: parse_path(p) for n, p in login.outputs.items()} if login else {}
         )
@@ -175,7 +187,9 @@ class SoapConnector(Connector):
         for where, node, after_login in places:
             for ref, inside_each in refs(node):
                 problem = None
-                if ref.namespace == "session":
+                if ref.namespace == "fn":
+                    problem = check_call(ref, self._functions)
+                elif ref.namespace == "session":
                     if not after_login:
                         problem = "the login step cannot use its own outputs"
                     elif ref.name not in outputs:
@@ -341,6 +355,7 @@ class SoapConnector(Connector):
                 f"{len(operations)} operations, e.g. {', '.join(list(operations)[:8])}")
             raise ConfigError(f"config.{field}: no operation {name!r} in the WSDL ({hint})",
                               field=field)
+        types = getattr(getattr(binding, "wsdl", None), "types", None)
         try:
             body = operation.input.body
             if body is None:
@@ -348,13 +363,14 @@ class SoapConnector(Connector):
                     raise TemplateError(f"operation {name}: takes no arguments")
                 bound_args = BDict({})
             else:
-                bound_args = Binder(f"operation {name}: argument").arguments(arguments, body.type)
+                bound_args = Binder(f"operation {name}: argument", types).arguments(
+                    arguments, body.type)
             bound_headers = None
             if headers is not None:
                 header = operation.input.header
                 if header is None or not header.type.elements:
                     raise TemplateError(f"operation {name}: declares no SOAP headers")
-                bound_headers = Binder(f"operation {name}: header").arguments(
+                bound_headers = Binder(f"operation {name}: header", types).arguments(
                     headers, header.type, required=False)
         except TemplateError as exc:
             where = "login" if step == "login" else "arguments"
@@ -450,10 +466,14 @@ class SoapConnector(Connector):
                 "idempotency_key": lead.idempotency_key, "form_id": lead.form_id,
                 "source": lead.source, "received_at": lead.received_at.isoformat(),
                 "attempt": lead.attempt,
+                # Made per request, shared by every use in it (a signature and its timestamp).
+                "now": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "nonce": secrets.token_hex(16),
             },
             auth=self._auth,
             secrets=self._secrets,
             session=session.values if session else {},
+            functions=self._functions,
         )
 
     def _envelope(self, prepared: Prepared, call: Call, ctx: Context, url: str) -> RenderedRequest:
@@ -601,6 +621,14 @@ class SoapConnector(Connector):
         if self._own_transport is not None:
             self._own_transport.close()
             self._own_transport = None
+
+
+def functions_from(settings: Mapping[str, Any]) -> dict[str, TemplateFunction]:
+    """The built-in template functions and those plugins registered (handed in ``settings``
+    under ``template_functions`` by the engine's plugin loader)."""
+    extra = settings.get("template_functions") or {}
+    return {**BUILTIN_FUNCTIONS, **{n: f for n, f in extra.items()
+                                    if isinstance(f, TemplateFunction)}}
 
 
 def _kinds() -> dict[str, type[Rule]]:
