@@ -357,9 +357,13 @@ class IntegrationVerbs:
         )
         try:
             instance.check(transport.client(Redactor(secret_values(instance.config))))
+            # A connector may refuse to leave success to a generic default, or derive one.
+            settled = instance.settle_expectations(expectations or None)
         finally:
             instance.close()
             transport.close()
+        if settled:
+            expectations = settled  # stored, so shown by integrations show
         parsed = Expectations.parse(
             expectations,
             self.plugins.expectation_kinds,
