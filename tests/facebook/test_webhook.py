@@ -193,3 +193,22 @@ def test_changes_of_other_fields_are_skipped(
     answer = client.post(URL, content=body, headers=signed(body))
     assert answer.status_code == 200
     assert answer.json()["skipped"] == 1 and answer.json()["stored"] == 0
+
+
+def test_a_lead_for_a_form_deleted_since_it_was_mapped_is_unroutable_not_lost(
+    client: TestClient, engine: Leadrelay, setup: Setup, graph: Graph
+) -> None:
+    # Given the mapped form deleted
+    graph.serves(LEADGEN_IDS[0])
+    engine.manage.delete_form(setup.form_id)
+    body = notification(LEADGEN_IDS[0])
+    assert client.post(URL, content=body, headers=signed(body)).status_code == 200
+    # When its read comes
+    [result] = engine.facebook.read_due()
+    # Then the lead is kept unroutable with the reason, and no lead goes to the deleted form
+    assert result.state == "unroutable" and "deleted since" in (result.reason or "")
+    assert rows(engine, Lead) == []
+    # and that form cannot be mapped again
+    refused = client.patch(f"/v1/facebook/pages/{setup.connection_id}", headers=setup.headers,
+                           json={"forms": {"999": setup.form_id}})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "forms.999"

@@ -218,6 +218,8 @@ def _forms(s: Session, raw: Any, account_id: int) -> dict[str, int]:
         form = s.get(Form, form_id)
         if form is None or form.account_id != account_id:
             raise NotFound(f"{where}: form {form_id} does not exist", field=where)
+        if form.archived_at is not None:
+            raise BadInput(f"{where}: form {form_id} was deleted", field=where)
         mapping[fb_form] = form_id
     return mapping
 

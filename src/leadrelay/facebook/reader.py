@@ -23,9 +23,16 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leadrelay.engine.clock import Clock
-from leadrelay.engine.errors import ValidationError
+from leadrelay.engine.errors import BadInput, ValidationError
 from leadrelay.engine.intake import Accepted
-from leadrelay.engine.ledger import FacebookLead, FacebookPage, FacebookReadState, Lead, Ledger
+from leadrelay.engine.ledger import (
+    FacebookLead,
+    FacebookPage,
+    FacebookReadState,
+    Form,
+    Lead,
+    Ledger,
+)
 from leadrelay.engine.ledger.models import LeadSource
 from leadrelay.engine.outcome import Outcome
 from leadrelay.engine.retry import RetryPolicy, next_due
@@ -75,6 +82,8 @@ class GraphReader:
             return None
         row, page = claimed
         form_id = page.forms.get(row.facebook_form_id or "")
+        if form_id is not None and self._deleted(form_id):
+            form_id = None
         if form_id is None:
             reason = unmapped_reason(row.facebook_form_id, page)
             self._finish(row, FacebookReadState.UNROUTABLE, reason=reason)
@@ -88,6 +97,8 @@ class GraphReader:
             return self._failed(row, page, failure.outcome, failure.reason)
         except ValidationError as exc:
             return self._failed(row, page, Outcome.REJECTED, f"Graph answer: {exc}")
+        except BadInput as exc:  # the form cannot take it (gone since it was mapped)
+            return self._failed(row, page, Outcome.REJECTED, f"storing the lead: {exc}")
         self._finish(row, FacebookReadState.STORED, lead_id=lead_id, form_id=form_id)
         return ReadResult(row.id, FacebookReadState.STORED, lead_id=lead_id)
 
@@ -160,6 +171,12 @@ class GraphReader:
             page = s.get(FacebookPage, row.connection_id)
             assert page is not None
         return row, page
+
+    def _deleted(self, form_id: int) -> bool:
+        """Whether the mapped form was deleted (archived) since: its leads go nowhere."""
+        with self.ledger.session() as s:
+            form = s.get(Form, form_id)
+        return form is None or form.archived_at is not None
 
     def _store(self, form_id: int, payload: dict[str, Any], leadgen_id: str) -> int:
         """The lead's id, stored now — or before, by a reader that died before recording."""

@@ -169,7 +169,8 @@ class Webhook:
 def unmapped_reason(form_id: str | None, page: FacebookPage) -> str:
     """Why a lead of ``form_id`` waits: its Facebook form goes to no leadrelay form."""
     which = f"Facebook form {form_id}" if form_id else "a lead without a form id"
-    return (f"{which} of page {page.page_id} is mapped to no leadrelay form: map it "
+    return (f"{which} of page {page.page_id} is mapped to no leadrelay form (or to one "
+            "deleted since): map it "
             f"(leadrelay facebook update {page.id} --form {form_id or 'FB_FORM_ID'}=FORM_ID) "
             "and the lead is read and routed")
 
