@@ -89,3 +89,20 @@ def test_a_new_page_token_replaces_the_old_one_and_keeps_the_others(
     assert secrets == {"app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
                        "page_access_token": "EAAG-renewed"}
     assert answer.json()["forms"] == {FB_FORM_ID: setup.form_id}
+
+
+def test_connecting_and_changing_a_page_is_in_the_audit_trail_without_its_secrets(
+    client: TestClient, engine: Leadrelay, setup: Setup
+) -> None:
+    from leadrelay.engine.audit import events
+
+    made = client.post(PAGES, headers=setup.headers, json=connection()).json()
+    client.patch(f"{PAGES}/{made['id']}", headers=setup.headers,
+                 json={"page_access_token": "EAAG-renewed-secret"})
+    trail, _ = events(engine.ledger, setup.account_id, object_type="facebook_page",
+                      object_id=made["id"])
+    assert [e["action"] for e in trail] == ["facebook_page.update", "facebook_page.create"]
+    assert trail[0]["after"]["secrets_changed"] == ["page_access_token"]
+    assert trail[0]["actor"] == "api"
+    for secret in (APP_SECRET, VERIFY_TOKEN, PAGE_TOKEN, "EAAG-renewed-secret"):
+        assert secret not in str(trail)

@@ -19,6 +19,8 @@ import pydantic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from leadrelay.engine import audit
+from leadrelay.engine.audit import CLI_ACTOR, check_actor
 from leadrelay.engine.clock import Clock
 from leadrelay.engine.digest.render import NO_PUBLIC_URL
 from leadrelay.engine.errors import BadInput, Conflict, NotFound
@@ -89,8 +91,11 @@ class Pages:
         field_map: Any = None,
         retry: Any = None,
         scope: int | None = None,
+        actor: str = CLI_ACTOR,
     ) -> FacebookPage:
-        """Connect a page to ``account_id``; :class:`Conflict` if it is connected already."""
+        """Connect a page to ``account_id``; :class:`Conflict` if it is connected already.
+        ``actor`` is who did it, for the audit trail."""
+        check_actor(actor)
         page = check_page_id(page_id)
         shown = _name(name, page)
         secrets = PageSecrets.model_validate({
@@ -117,12 +122,17 @@ class Pages:
             s.add(row)
             s.flush()
             s.refresh(row)
+            audit.record(s, actor=actor, action="facebook_page.create",
+                         object_type="facebook_page", object_id=row.id,
+                         account_id=account_id, at=now, after=describe_page(row))
         return row
 
-    def update(self, connection_id: int, *, scope: int | None = None,
+    def update(self, connection_id: int, *, scope: int | None = None, actor: str = CLI_ACTOR,
                **changes: Any) -> tuple[FacebookPage, bool]:
         """Change a connection (any of :data:`_FIELDS`; ``forms`` replaces the whole map);
-        the row, and whether the form map changed."""
+        the row, and whether the form map changed. Secrets changed show in the audit trail
+        as changed, never their values."""
+        check_actor(actor)
         unknown = set(changes) - _FIELDS
         if unknown:
             key = sorted(unknown)[0]
@@ -132,6 +142,7 @@ class Pages:
         policy = _retry(changes["retry"]) if "retry" in changes else None
         with self.ledger.session() as s:
             row = self._get(s, connection_id, scope)
+            before = describe_page(row)
             mapping = _forms(s, changes["forms"], row.account_id) if "forms" in changes else None
             if "name" in changes:
                 row.name = _name(changes["name"], row.page_id)
@@ -148,6 +159,12 @@ class Pages:
             row.updated_at = self.clock.now()
             s.flush()
             s.refresh(row)
+            after = describe_page(row)
+            after["secrets_changed"] = sorted(given)
+            audit.record(s, actor=actor, action="facebook_page.update",
+                         object_type="facebook_page", object_id=row.id,
+                         account_id=row.account_id, at=row.updated_at, before=before,
+                         after=after)
         return row, moved
 
     def get(self, connection_id: int, *, scope: int | None = None) -> FacebookPage:

@@ -62,8 +62,8 @@ class FacebookSource:
 
     def update(self, connection_id: int, *, scope: int | None = None,
                **changes: Any) -> FacebookPage:
-        """Change a connection; leads of Facebook forms it now maps, stored unroutable until
-        now, are read and routed."""
+        """Change a connection (``actor=`` for the audit trail); leads of Facebook forms it
+        now maps, stored unroutable until now, are read and routed."""
         row, moved = self.pages.update(connection_id, scope=scope, **changes)
         if moved:
             self.reader.read_again(connection_id=row.id,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from leadrelay.facebook.notification import NotJson
 from leadrelay.facebook.signature import HEADER
 
-from ..deps import Account, Engine
+from ..deps import Account, Actor, Engine
 from ..errors import RESPONSES, ApiError, ErrorBody
 from ..models import IdPath, IdQuery, _In
 
@@ -135,9 +135,10 @@ async def notification(request: Request, engine: Engine) -> JSONResponse:
 
 @router.post("/pages", status_code=status.HTTP_201_CREATED, response_model=PageOut,
              responses=RESPONSES)
-def connect_page(body: PageIn, engine: Engine, account: Account) -> dict[str, Any]:
+def connect_page(body: PageIn, engine: Engine, account: Account,
+                 actor: Actor) -> dict[str, Any]:
     """Connect a Facebook page: its leads become leads of the mapped forms."""
-    row = engine.facebook.connect(account, body.page_id, scope=account,
+    row = engine.facebook.connect(account, body.page_id, scope=account, actor=actor,
                                   **body.model_dump(exclude={"page_id"}))
     return engine.facebook.describe(row)
 
@@ -156,11 +157,11 @@ def show_page(connection_id: IdPath, engine: Engine, account: Account) -> dict[s
 
 @router.patch("/pages/{connection_id}", response_model=PageOut, responses=RESPONSES)
 def update_page(connection_id: IdPath, body: PagePatch, engine: Engine,
-                account: Account) -> dict[str, Any]:
+                account: Account, actor: Actor) -> dict[str, Any]:
     """Change a connection (a new page access token, the form map, the field map)."""
     changes = body.model_dump(exclude_unset=True)
     return engine.facebook.describe(engine.facebook.update(connection_id, scope=account,
-                                                           **changes))
+                                                           actor=actor, **changes))
 
 
 @router.post("/pages/{connection_id}/read-again", response_model=ReadAgainOut,
