@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+from leadrelay.engine.app import Leadrelay
+from leadrelay.facebook import sign
+
 from .helpers import Cli
 
 SECRETS = ("app-s3cret-value", "verify-t0ken-value", "EAAG-page-token-value")
@@ -45,3 +51,26 @@ def test_bad_setup_is_one_line_naming_what_is_wrong(cli: Cli, form: int) -> None
     assert "Facebook page connection 7 does not exist" in cli.error(
         "facebook", "update", "7", "--name", "x")
     assert "no connected pages" in cli("facebook", "list").stdout
+
+
+def test_the_failed_collection_names_facebook_leads_whose_read_gave_up(
+    cli: Cli, form: int, engine_for: Callable[..., Leadrelay], unused_port: int
+) -> None:
+    # Given a page whose Graph API cannot be reached, read once then given up
+    app = engine_for(LEADRELAY_FACEBOOK_GRAPH_URL=f"http://127.0.0.1:{unused_port}")
+    app.facebook.connect(1, "104736952280912", app_secret="a1b2c3", verify_token="v1v2v3",
+                         page_access_token="EAAGxyz", forms={"900": form},
+                         retry={"max_attempts": 1})
+    body = json.dumps({"object": "page", "entry": [{"id": "104736952280912", "changes": [
+        {"field": "leadgen", "value": {"leadgen_id": "77", "form_id": "900"}}]}]}).encode()
+    app.facebook.receive(body, sign(body, "a1b2c3"))
+    [read] = app.facebook.read_due()
+    assert read.state == "not_read" and "Graph API unreachable" in (read.reason or "")
+    # When the operator lists the failed collection
+    result = cli("deliveries", "--failed")
+    # Then it says where those leads are
+    assert "1 Facebook lead(s) whose Graph read gave up" in result.stderr
+    assert "leadrelay facebook leads --state not_read" in result.stderr
+    listed = cli.json("facebook", "leads", "--state", "not_read", "--json")
+    assert [r["leadgen_id"] for r in listed] == ["77"]
+    assert "EAAGxyz" not in str(listed)

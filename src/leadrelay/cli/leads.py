@@ -105,6 +105,19 @@ def deliveries(
     names = {i.id: i.name for i in app.manage.integrations()}
     title = "Failed collection (not integrated)" if state == "not_integrated" else "Deliveries"
     render_deliveries(rows, names, title=title)
+    if state == "not_integrated":
+        _facebook_not_read(app, filters.get("account_id"))
+
+
+def _facebook_not_read(app: Leadrelay, account_id: int | None) -> None:
+    """Say so when Facebook leads are failing too: they have no delivery to list here."""
+    from leadrelay.engine.ledger import FacebookReadState
+
+    waiting = app.facebook.count(FacebookReadState.NOT_READ, account_id=account_id)
+    if waiting:
+        account = f" --account {account_id}" if account_id is not None else ""
+        click.echo(f"and {waiting} Facebook lead(s) whose Graph read gave up (no delivery yet):"
+                   f" leadrelay facebook leads{account} --state not_read", err=True)
 
 
 def render_deliveries(rows: list[dict[str, Any]], names: dict[int, str], *, title: str) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from leadrelay.engine.broker import QUEUE, RETRY_QUEUE
 from leadrelay.engine.errors import BadInput
@@ -129,6 +129,16 @@ class FacebookSource:
             query = query.where(FacebookLead.connection_id == connection_id)
         with self.app.ledger.session() as s:
             return [describe_lead(row, account) for row, account in s.execute(query)]
+
+    def count(self, state: FacebookReadState, *, account_id: int | None = None) -> int:
+        """How many notified leads are in ``state`` (of one account)."""
+        query = (select(func.count()).select_from(FacebookLead)
+                 .join(FacebookPage, FacebookPage.id == FacebookLead.connection_id)
+                 .where(FacebookLead.state == state.value))
+        if account_id is not None:
+            query = query.where(FacebookPage.account_id == account_id)
+        with self.app.ledger.session() as s:
+            return int(s.scalar(query) or 0)
 
     def close(self) -> None:
         """Close the Graph session."""
