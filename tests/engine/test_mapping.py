@@ -197,7 +197,7 @@ def test_the_map_keeps_its_order_and_sends_only_what_it_names() -> None:
          "config.fields.Email.transform: give a transform name or a list of them"),
         ({"Email": {"from": "email", "colour": "red"}}, "config.fields.Email.colour: unknown key"),
         ({"Email": {"from": "email", "const": "x"}},
-         "config.fields.Email: give one of from, const, template (got from and const)"),
+         "config.fields.Email: give one of from, meta, const, template (got from and const)"),
         ({"Source": {"const": "Web", "default": "Other"}},
          "config.fields.Source: 'default' has no use with 'const'"),
         ({"Name": {"template": "{first_name"}},
@@ -256,3 +256,49 @@ def test_a_field_map_is_immutable() -> None:
     field_map = FieldMap.model_validate({"Email": "email"})
     with pytest.raises(pydantic.ValidationError):
         field_map.root = {}  # type: ignore[misc]
+
+
+META = {"lead_id": 7, "delivery_id": 9, "idempotency_key": "lr-9-abc", "external_id": "ext-1",
+        "form_id": 3, "source": "external", "received_at": "2026-12-03T10:00:00+00:00",
+        "attempt": 2}
+
+
+def test_meta_fields_map_the_engines_facts_of_the_lead() -> None:
+    spec = {"external_id": {"meta": "idempotency_key"},
+            "ref": {"meta": "external_id", "required": True},
+            "Note": {"template": "lead {meta.lead_id} from {meta.source}: {first_name}"},
+            "at": {"meta": "received_at"}}
+    assert FieldMap.model_validate(spec).apply(LEAD, META) == {
+        "external_id": "lr-9-abc", "ref": "ext-1", "Note": "lead 7 from external: Jane",
+        "at": "2026-12-03T10:00:00+00:00"}
+
+
+def test_a_required_meta_field_the_lead_lacks_rejects_it_naming_it() -> None:
+    fmap = FieldMap.model_validate({"ref": {"meta": "external_id", "required": True}})
+    with pytest.raises(RejectedError,
+                       match=r"^CRM field 'ref' is required but the lead has no 'external_id'$"):
+        fmap.apply(LEAD, {**META, "external_id": None})
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"x": {"meta": "secret"}}, "unknown meta field 'secret'"),
+    ({"x": {"meta": "lead_id", "from": "email"}}, "give one of from, meta, const, template"),
+    ({"x": {"template": "{meta.nope}"}}, "unknown meta field {meta.nope}"),
+])
+def test_an_unknown_meta_field_is_refused_naming_the_known_ones(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message) as refused:
+        FieldMap.model_validate(spec)
+    assert "idempotency_key" in str(refused.value) or "give one of" in message
+
+
+def test_the_envelope_gives_the_meta_fields_by_the_names_the_map_knows() -> None:
+    from datetime import UTC, datetime
+
+    from leadrelay.engine.mapping import META_FIELDS
+
+    envelope = LeadEnvelope(fields={}, lead_id=1, delivery_id=2, idempotency_key="k",
+                            form_id=3, source="form",
+                            received_at=datetime(2026, 12, 3, tzinfo=UTC), external_id="e")
+    assert tuple(envelope.metadata()) == META_FIELDS

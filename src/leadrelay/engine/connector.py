@@ -51,6 +51,23 @@ class LeadEnvelope:
     received_at: datetime
     attempt: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The id the lead's source gave it (an external system's ``external_id``), if any.
+    external_id: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """What the engine knows of this lead and delivery beyond its fields, by the
+        names a field map's ``meta`` uses (see :data:`~.mapping.META_FIELDS`). Each is
+        the same on every attempt of the delivery but ``attempt``."""
+        return {
+            "lead_id": self.lead_id,
+            "delivery_id": self.delivery_id,
+            "idempotency_key": self.idempotency_key,
+            "external_id": self.external_id,
+            "form_id": self.form_id,
+            "source": self.source,
+            "received_at": self.received_at.isoformat(),
+            "attempt": self.attempt,
+        }
 
 
 class Connector(abc.ABC):

@@ -111,6 +111,7 @@ class _Lead(NamedTuple):
     form_id: int
     source: str
     received_at: datetime
+    external_id: str | None
 
 
 #: A claimed delivery, with what sending it needs.
@@ -710,6 +711,7 @@ def envelope_for(lead: Any, delivery: Any, attempt: int = 1) -> LeadEnvelope:
         source=lead.source,
         received_at=lead.received_at,
         attempt=attempt,
+        external_id=lead.external_id,
     )
 
 

@@ -7,7 +7,9 @@ form maps each CRM field to a spec::
      "LastName": "last_name",                      # copy a lead field as it is
      "LeadSource": {"const": "Web"},
      "Name": {"template": "{first_name} {last_name}"},
-     "Phone": {"from": "phone", "transform": "digits", "default": "n/a"}}
+     "Phone": {"from": "phone", "transform": "digits", "default": "n/a"},
+     "external_id": {"meta": "idempotency_key"},      # the same on every retry
+     "Note": {"template": "lead {meta.lead_id} from {meta.source}"}}
 
 An empty map — the default — sends the lead's fields as they are. A non-empty
 map sends only the CRM fields it names.
@@ -28,6 +30,16 @@ from .errors import RejectedError
 from .rules import _invalid
 
 Transform = Callable[[Any], Any]
+
+#: What ``meta`` (and a template's ``{meta.NAME}``) can name: the engine's own facts of
+#: the lead and the delivery (:meth:`~.connector.LeadEnvelope.metadata`). All but
+#: ``attempt`` are the same on every attempt of a delivery, so a CRM that de-duplicates
+#: on a field of its own gets a stable id across retries.
+META_FIELDS = (
+    "lead_id", "delivery_id", "idempotency_key", "external_id", "form_id", "source",
+    "received_at", "attempt",
+)
+_META_PREFIX = "meta."
 
 
 def _text(op: Callable[[str], str]) -> Transform:
@@ -107,8 +119,9 @@ class FieldSpec(pydantic.BaseModel):
     """How one CRM field gets its value. The string ``"email"`` means ``{"from": "email"}``.
 
     Give one of ``from`` (a lead field; defaults to the CRM field's own name),
-    ``const`` (a fixed value) or ``template`` (``"{first_name} {last_name}"``;
-    a missing field renders empty and the result is trimmed). ``transform``
+    ``meta`` (one of :data:`META_FIELDS`), ``const`` (a fixed value) or ``template``
+    (``"{first_name} {last_name}"``, ``{meta.lead_id}`` for a meta field; a missing
+    field renders empty and the result is trimmed). ``transform``
     (a name or a list, applied in order) does not touch lists or objects.
     A missing or blank value — after transforms — takes ``default`` as given;
     without one, a ``required`` field rejects the lead and any other is left out.
@@ -117,6 +130,7 @@ class FieldSpec(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     from_: str | None = pydantic.Field(None, alias="from", min_length=1)
+    meta: str | None = None
     const: Any = None
     template: str | None = None
     default: Any = None
@@ -144,6 +158,13 @@ class FieldSpec(pydantic.BaseModel):
             _transform(name)
         return tuple(names)
 
+    @pydantic.field_validator("meta")
+    @classmethod
+    def _meta(cls, value: str | None) -> str | None:
+        if value is not None and value not in META_FIELDS:
+            raise _invalid(f"unknown meta field {value!r} (known: {', '.join(META_FIELDS)})")
+        return value
+
     @pydantic.field_validator("template")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
@@ -153,10 +174,11 @@ class FieldSpec(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
-        given = [n for n in ("from_", "const", "template") if n in self.model_fields_set]
+        given = [n for n in ("from_", "meta", "const", "template")
+                 if n in self.model_fields_set]
         if len(given) > 1:
             names = " and ".join(n.rstrip("_") for n in given)
-            raise _invalid(f"give one of from, const, template (got {names})")
+            raise _invalid(f"give one of from, meta, const, template (got {names})")
         if given == ["const"] and "default" in self.model_fields_set:
             raise _invalid("'default' has no use with 'const'")
         return self
@@ -184,19 +206,27 @@ class FieldSpec(pydantic.BaseModel):
         schema = handler(core_schema)
         return {"anyOf": [{"type": "string", "description": "the lead field to copy"}, schema]}
 
-    def resolve(self, crm_field: str, fields: Mapping[str, Any]) -> tuple[bool, Any]:
+    def resolve(
+        self, crm_field: str, fields: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+    ) -> tuple[bool, Any]:
         """``(True, value)`` to send for ``crm_field``, or ``(False, None)`` to leave it out.
+
+        ``meta`` is the lead's :meth:`~.connector.LeadEnvelope.metadata` (none: every
+        meta field is missing).
 
         :raises RejectedError: a required value is missing, or a transform cannot apply.
         """
-        source = self.from_ or crm_field
+        meta = meta or {}
+        source = self.from_ or (f"{_META_PREFIX}{self.meta}" if self.meta else crm_field)
         if "const" in self.model_fields_set:
             return True, self._apply(self.const, source, crm_field)
         if self.template is not None:
             raw: Any = "".join(
-                text + ("" if name is None else _render(fields.get(name)))
+                text + ("" if name is None else _render(_lookup(name, fields, meta)))
                 for text, name in self._pieces
             ).strip()
+        elif self.meta is not None:
+            raw = meta.get(self.meta)
         else:
             raw = fields.get(source)
         value = None if _blank(raw) else self._apply(raw, source, crm_field)
@@ -205,8 +235,11 @@ class FieldSpec(pydantic.BaseModel):
         if "default" in self.model_fields_set:
             return True, self.default
         if self.required:
-            what = "its template rendered empty" if self.template is not None else (
-                f"lead field {source!r} is missing or empty")
+            what = (
+                "its template rendered empty" if self.template is not None
+                else f"the lead has no {self.meta!r}" if self.meta is not None
+                else f"lead field {source!r} is missing or empty"
+            )
             raise RejectedError(f"CRM field {crm_field!r} is required but {what}")
         return False, None
 
@@ -255,8 +288,11 @@ class FieldMap(pydantic.RootModel[dict[str, FieldSpec]]):
         """True when the map is empty and leads are sent as they are."""
         return not self.root
 
-    def apply(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """The CRM fields to send for a lead's ``fields``, in the map's order.
+    def apply(
+        self, fields: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The CRM fields to send for a lead's ``fields``, in the map's order; ``meta``
+        (the lead's :meth:`~.connector.LeadEnvelope.metadata`) serves ``meta`` specs.
 
         :raises RejectedError: naming the lead field and the CRM field when a
             required value is missing or a transform cannot apply to it.
@@ -265,7 +301,7 @@ class FieldMap(pydantic.RootModel[dict[str, FieldSpec]]):
             return dict(fields)
         out: dict[str, Any] = {}
         for crm_field, spec in self.root.items():
-            present, value = spec.resolve(crm_field, fields)
+            present, value = spec.resolve(crm_field, fields, meta)
             if present:
                 out[crm_field] = value
         return out
@@ -282,7 +318,18 @@ def _template_pieces(template: str) -> tuple[tuple[str, str | None], ...]:
             shown = "{" + (name or "") + (f"!{conversion}" if conversion else "") + (
                 f":{spec}" if spec else "") + "}"
             raise _invalid(f"invalid template: placeholder {shown} must be a lead field name")
+        if name is not None and name.startswith(_META_PREFIX) and (
+                name[len(_META_PREFIX):] not in META_FIELDS):
+            raise _invalid(f"invalid template: unknown meta field {{{name}}} "
+                           f"(known: {', '.join(META_FIELDS)})")
     return tuple((text, name) for text, name, _, _ in parsed)
+
+
+def _lookup(name: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> Any:
+    """A template placeholder's value: ``meta.NAME`` from the metadata, else a lead field."""
+    if name.startswith(_META_PREFIX):
+        return meta.get(name[len(_META_PREFIX):])
+    return fields.get(name)
 
 
 def _render(value: Any) -> str:

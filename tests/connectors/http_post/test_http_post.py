@@ -12,7 +12,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from faults.hostile_crm import HostileCrm
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.errors import ConfigError
 
 LEAD = {"first_name": " Jane ", "email": "Jane.Doe@Example.com", "phone": "+1 (415) 555-0100",
@@ -196,3 +198,32 @@ def test_tabs_and_latin1_header_values_are_sent_as_given(
     sent = httpserver.log[0][0].headers
     assert sent["X-Note"] == "a\tb"
     assert sent["X-City"].encode("latin-1") == "Zürich".encode("latin-1")
+
+
+def test_a_crm_deduplicating_on_its_own_field_gets_the_same_id_on_every_retry(
+    app: Leadrelay, form_id: int, clock: FakeClock
+) -> None:
+    # Given a CRM that fails, and a map sending the delivery's idempotency key and the
+    # external system's id in fields of the CRM's own (as BottleCRM's external_id)
+    with HostileCrm("ok") as crm:
+        app.manage.create_integration(
+            form_id, name="CRM", connector="http_post", active=True,
+            retry={"max_attempts": 2, "delays": ["1m"], "jitter": 0},
+            config={"url": crm.url_for("/leads?status=500"), "body": "json",
+                    "fields": {"email": "email",
+                               "external_id": {"meta": "idempotency_key"},
+                               "source_ref": {"meta": "external_id"}}},
+        )
+        app.submit(form_id, {"email": "jane@example.com"}, source="external",
+                   external_id="order-42")
+
+        # When it is attempted, then retried
+        app.deliver_due()
+        clock.advance(minutes=2)
+        app.deliver_due()
+
+        # Then both requests carry the same ids: the CRM can tell the retry apart
+        bodies = [json.loads(r.body) for r in crm.received]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    assert bodies[0]["source_ref"] == "order-42"
+    assert bodies[0]["external_id"] == crm.received[0].idempotency_key

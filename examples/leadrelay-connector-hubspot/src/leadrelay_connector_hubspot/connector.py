@@ -100,7 +100,8 @@ class HubSpotFormsConnector(Connector):
             context.setdefault("pageName", self.config.page_name)
         fields = self.config.fields.apply(
             {k: v for k, v in lead.fields.items() if k not in CONTEXT_FIELDS}
-            if self.config.fields.passthrough else lead.fields
+            if self.config.fields.passthrough else lead.fields,
+            lead.metadata(),
         )
         body: dict[str, Any] = {
             "submittedAt": str(int(lead.received_at.timestamp() * 1000)),

@@ -118,7 +118,7 @@ class HttpPostConnector(Connector):
 
     def render(self, lead: LeadEnvelope) -> RenderedRequest:
         """The POST for ``lead``: mapped fields, encoded as configured."""
-        fields = self.config.fields.apply(lead.fields)
+        fields = self.config.fields.apply(lead.fields, lead.metadata())
         if self.config.body == "json":
             body = json.dumps(fields, separators=(",", ":"), default=str).encode()
         else:

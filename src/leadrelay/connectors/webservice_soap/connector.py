@@ -411,7 +411,7 @@ class SoapConnector(Connector):
         :raises RejectedError: the lead's data does not fit, or the login was refused.
         """
         prepared = self._prepare_for_delivery(http)
-        fields = self.config.fields.apply(lead.fields)
+        fields = self.config.fields.apply(lead.fields, lead.metadata())
         session = self._ensure_session(prepared, http, lead, None) if prepared.login else None
         self._check_lead_fields(fields)
         response = self._create(prepared, lead, fields, session, http)
@@ -459,7 +459,8 @@ class SoapConnector(Connector):
     def _context(self, lead: LeadEnvelope, session: LoginSession | None,
                  fields: Mapping[str, Any] | None = None) -> Context:
         return Context(
-            fields=self.config.fields.apply(lead.fields) if fields is None else fields,
+            fields=(self.config.fields.apply(lead.fields, lead.metadata())
+                    if fields is None else fields),
             lead=lead.fields,
             meta={
                 "lead_id": lead.lead_id, "delivery_id": lead.delivery_id,
