@@ -85,7 +85,7 @@ def test_each_attempt_records_the_revision_it_was_sent_with(
     clock.advance(minutes=10)
     app.deliver_due()
     attempts = app.inspect(delivery_id)["attempts"]
-    assert [a["revision"] for a in attempts] == [2, 3]  # created 1, activated 2, updated 3
+    assert [a["revision"] for a in attempts] == [1, 2]  # created active 1, updated 2
 
 
 def test_the_audit_trail_holds_every_change_of_an_account_with_secrets_masked(
@@ -217,6 +217,6 @@ def test_a_delivery_in_flight_during_a_change_finishes_with_the_revision_it_clai
     httpserver.expect_request("/new").respond_with_data("ok")
     app.deliver(delivery_id)
     (attempt,) = app.inspect(delivery_id)["attempts"]
-    assert attempt["revision"] == 2  # created 1, activated 2; the change made 3
+    assert attempt["revision"] == 1  # created active 1; the change made 2
     assert attempt["exchanges"][0]["request"]["url"].endswith("/old")
-    assert app.manage.get_integration(integration_id).revision == 3
+    assert app.manage.get_integration(integration_id).revision == 2

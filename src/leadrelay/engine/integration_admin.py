@@ -101,13 +101,14 @@ class IntegrationVerbs:
             )
             s.add(integration)
             s.flush()
+            if active:  # created active: one change, one revision
+                self._check_cap(s, form.account_id)
+                integration.active = True
             settings = revisions.new_revision(s, integration, "created", actor=actor, at=now,
                                               box=self.box, bump=False)
             audit.record(s, actor=actor, action="integration.create",
                          object_type="integration", object_id=integration.id,
                          account_id=form.account_id, at=now, after=revisions.shown(settings))
-            if active:
-                self._switch(s, integration, form.account_id, True, actor)
         return integration
 
     def update_integration(
