@@ -412,8 +412,8 @@ class SoapConnector(Connector):
         """
         prepared = self._prepare_for_delivery(http)
         fields = self.config.fields.apply(lead.fields, lead.metadata())
+        self._check_lead_fields(fields)  # before logging in: nothing is sent for it
         session = self._ensure_session(prepared, http, lead, None) if prepared.login else None
-        self._check_lead_fields(fields)
         response = self._create(prepared, lead, fields, session, http)
         if session is not None and self._session_refused(response):
             # The session expired early (or was revoked): log in again, once.
