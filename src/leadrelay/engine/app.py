@@ -17,9 +17,10 @@ import dramatiq
 from sqlalchemy import select
 
 from .apikeys import ApiKeys
-from .broker import QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
+from .broker import BULK_QUEUE, QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
+from .imports import Importer
 from .intake import Accepted, Intake, LeadIn
 from .lead_status import LeadStatus
 from .ledger import Delivery, DeliveryState, Ledger
@@ -42,6 +43,7 @@ from .scheduler import DIGEST_EVERY, Scheduler
 from .secrets import SecretBox
 from .settings import Settings
 from .sweeper import Sweeper, SweepReport
+from .throttle import Gate, Limiter
 
 if TYPE_CHECKING:
     from leadrelay.facebook import GraphSettings
@@ -85,7 +87,15 @@ class Leadrelay:
             self.settings.broker_url, lease_s=self.settings.lease_seconds
         )
         self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
-        self.sweeper = Sweeper(self.ledger, self.clock, self.dispatcher.announce)
+        #: Per-integration rate limits and 429 pauses, shared by every worker process.
+        self.gate = Gate(
+            self.ledger, self.clock, Limiter(self.settings.broker_url),
+            namespace=_namespace(self.settings.database_url),
+        )
+        self.dispatcher.gate = self.gate
+        self.sweeper = Sweeper(
+            self.ledger, self.clock, self.dispatcher.announce, bulk=self.dispatcher.announce_bulk
+        )
         self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
         self.realtime = RealtimeSender(
             self.runner,
@@ -96,6 +106,11 @@ class Leadrelay:
         self.manage.queued = lambda: self._consumed_here
         self.keys = ApiKeys(self.ledger, self.clock)
         self.lead_status = LeadStatus(self.ledger, self.settings.secret_key)
+        #: Bulk imports (``leadrelay import``, ``POST /v1/imports``), on the bulk lane.
+        self.imports = Importer(
+            self.ledger, self.clock, self.intake, self.box, self.dispatcher.announce_bulk,
+            lambda: self._consumed_here,
+        )
         self.posts = Posts(self)
         from .digest.service import Digests
 
@@ -108,6 +123,7 @@ class Leadrelay:
         self.facebook = FacebookSource(self, graph)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
+        self._bulk_worker: dramatiq.Worker | None = None
         self._scheduler: Scheduler | None = None
 
     # -- intake ---------------------------------------------------------------------
@@ -219,8 +235,8 @@ class Leadrelay:
         plan = self.replayer.replay(
             flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
         )
-        if not dry_run:
-            self._enqueue((None, i) for i in plan.delivery_ids)
+        if not dry_run and self._consumed_here:
+            self.dispatcher.announce_bulk(plan.deliveries())
         return plan
 
     # -- running as a service -------------------------------------------------------
@@ -229,7 +245,9 @@ class Leadrelay:
         """Start Dramatiq worker threads consuming the delivery queue.
 
         As many again consume the slow lane, so that integrations that hang hold
-        those threads, never the ones healthy integrations need.
+        those threads, never the ones healthy integrations need; and a few
+        (:func:`bulk_threads`) the bulk lane of imports and replays, so they never hold
+        the threads live leads need.
         """
         if self._worker is None:
             count = threads or self.settings.worker_threads
@@ -239,10 +257,15 @@ class Leadrelay:
             self._slow_worker = dramatiq.Worker(
                 self.broker, queues={SLOW_QUEUE}, worker_threads=count, worker_timeout=100
             )
+            self._bulk_worker = dramatiq.Worker(
+                self.broker, queues={BULK_QUEUE}, worker_threads=bulk_threads(count),
+                worker_timeout=100,
+            )
             self._worker.start()
-            # Dramatiq warns when a second worker joins one broker; two are meant here.
+            # Dramatiq warns when a second worker joins one broker; three are meant here.
             with _quiet(self.broker.logger, "same type twice"):
                 self._slow_worker.start()
+                self._bulk_worker.start()
 
     def start_scheduler(
         self, *, sweep_every: float | None = None, digest: bool = True,
@@ -272,14 +295,15 @@ class Leadrelay:
         from dramatiq.brokers.stub import StubBroker
 
         self.dispatcher.announcer.flush()
+        self.dispatcher.bulk_announcer.flush()
         if isinstance(self.broker, StubBroker):
             self.broker.join(QUEUE, timeout=int(timeout * 1000))
             self.broker.join(RETRY_QUEUE, timeout=int(timeout * 1000))
+            self.broker.join(BULK_QUEUE, timeout=int(timeout * 1000))
             self.broker.join(SLOW_QUEUE, timeout=int(timeout * 1000))
-            if self._worker is not None:
-                self._worker.join()
-            if self._slow_worker is not None:
-                self._slow_worker.join()
+            for worker in (self._worker, self._bulk_worker, self._slow_worker):
+                if worker is not None:
+                    worker.join()
 
     def close(self) -> None:
         """Stop the worker and the scheduler, close connections."""
@@ -288,16 +312,29 @@ class Leadrelay:
             self._scheduler = None
         self.realtime.close()
         self.dispatcher.announcer.close()
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-        if self._slow_worker is not None:
-            self._slow_worker.stop()
-            self._slow_worker = None
+        self.dispatcher.bulk_announcer.close()
+        for worker in (self._worker, self._bulk_worker, self._slow_worker):
+            if worker is not None:
+                worker.stop()
+        self._worker = self._slow_worker = self._bulk_worker = None
         self.broker.close()
         self.runtimes.close()
         self.facebook.close()
         self.ledger.dispose()
+
+
+def bulk_threads(threads: int) -> int:
+    """Worker threads of the bulk lane for ``threads`` on the live lanes: a quarter, at
+    least one."""
+    return max(1, threads // 4)
+
+
+def _namespace(database_url: str) -> str:
+    """The rate-limit keys of one ledger's integrations, apart from another's on a shared
+    Redis (every process of one deployment names the same database)."""
+    import hashlib
+
+    return hashlib.sha256(database_url.encode()).hexdigest()[:12] + ":"
 
 
 def _background(accepted: Accepted, realtime: bool) -> list[tuple[int | None, int]]:

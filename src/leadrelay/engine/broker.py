@@ -10,7 +10,7 @@ decides when a delivery is tried again.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -20,8 +20,14 @@ from .announcer import Announcer
 from .clock import Clock
 from .delivery import RECORD_PATIENCE, AttemptResult, DeliveryRunner
 from .ledger import DeliveryState
+from .outcome import Outcome
+from .throttle import Gate
 
 QUEUE = "deliveries"
+#: How long a 429 without ``Retry-After`` pauses its integration for everyone (seconds).
+PAUSE_SECONDS = 1.0
+#: The longest pause a 429 may impose on its integration (seconds).
+MAX_PAUSE = 3600.0
 ACTOR = "leadrelay.deliver"
 #: The slow lane: deliveries of integrations whose last attempt was slow (a CRM that
 #: hangs or answers after its timeout) run here, on worker threads of their own, so
@@ -34,6 +40,11 @@ SLOW_ACTOR = "leadrelay.deliver_slow"
 #: Same priority as new leads: neither lane starves the other.
 RETRY_QUEUE = "deliveries_retry"
 RETRY_ACTOR = "leadrelay.deliver_retry"
+#: The bulk lane: imports and replays, on a queue of their own consumed by worker
+#: threads of their own (``Leadrelay.start_worker``), so that a 50,000-row import or a
+#: large replay never stands between a live form lead and a free thread.
+BULK_QUEUE = "deliveries_bulk"
+BULK_ACTOR = "leadrelay.deliver_bulk"
 
 
 def _middleware(time_limit_s: float) -> list[Middleware]:
@@ -87,11 +98,21 @@ class Dispatcher:
             actor_name=RETRY_ACTOR, queue_name=RETRY_QUEUE, broker=broker
         )
         self.retry_actor = register_retry(self._deliver)
+        register_bulk = dramatiq.actor(actor_name=BULK_ACTOR, queue_name=BULK_QUEUE, broker=broker)
+        self.bulk_actor = register_bulk(self._deliver)
         self.announcer = Announcer(self._send, window=window)
+        self.bulk_announcer = Announcer(self._send_bulk, window=window)
+        #: Rate limits and 429 pauses per integration (set by the engine; see throttle.py).
+        self.gate: Gate | None = None
 
     def announce(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
         """Announce new ``(integration id, delivery id)`` pairs to the workers."""
         self.announcer.announce(deliveries)
+
+    def announce_bulk(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
+        """Announce ``(integration id, delivery id)`` pairs of imports and replays, on the
+        bulk lane."""
+        self.bulk_announcer.announce(deliveries)
 
     def enqueue(
         self, delivery_id: int, *, at: datetime | None = None, integration_id: int | None = None
@@ -109,11 +130,18 @@ class Dispatcher:
     def _send(self, integration_id: int | None, delivery_ids: list[int]) -> None:
         self.actor.send(delivery_ids, integration_id)
 
+    def _send_bulk(self, integration_id: int | None, delivery_ids: list[int]) -> None:
+        self.bulk_actor.send(delivery_ids, integration_id)
+
     def _deliver(self, delivery_ids: list[int] | int, integration_id: int | None = None) -> None:
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         # Deliveries of slow integrations go to the slow lane unclaimed: the ledger is
         # untouched, and a lost hand-off is recovered by the sweeper like any lost message.
         if integration_id is not None:
+            if self.gate is not None:
+                ids = self.gate.admit(integration_id, ids)
+                if not ids:
+                    return
             if self.runner.slow(integration_id):
                 self._to_slow_lane(ids)
                 return
@@ -144,6 +172,17 @@ class Dispatcher:
     def after(self, results: Iterable[AttemptResult | None]) -> None:
         """Schedule the next attempt of deliveries that will be retried."""
         for result in results:
+            if (
+                result is not None
+                and result.outcome is Outcome.THROTTLED
+                and result.integration_id is not None
+                and self.gate is not None
+                and not result.stale
+            ):
+                # The CRM said slow down: everybody waits, not only this delivery.
+                wait = result.retry_after if result.retry_after is not None else PAUSE_SECONDS
+                self.gate.pause(result.integration_id,
+                                self.clock.now() + timedelta(seconds=min(wait, MAX_PAUSE)))
             if (
                 result is not None
                 and result.state is DeliveryState.PENDING

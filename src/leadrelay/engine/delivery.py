@@ -47,7 +47,7 @@ from .ledger import (
     Ledger,
 )
 from .outcome import Outcome, RuleTrace, Verdict
-from .retry import decision, next_due
+from .retry import decision, next_due, throttled_due
 from .runtime import IntegrationRuntime, RuntimeCache
 from .wire import safe_text
 
@@ -70,6 +70,10 @@ RECORD_PATIENCE = 300.0
 #: its lease) before the delivery is parked in the failed collection: a lead that kills
 #: the worker sending it must not be resent forever.
 MAX_IN_DOUBT = 3
+#: Throttled attempts (429) do not count against the retry policy, up to this many
+#: attempts over a delivery's life: a CRM that never stops answering 429 still ends in
+#: the failed collection one day.
+MAX_UNSPENT = 1000
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class AttemptResult:
     #: The claim had been taken back before the outcome was recorded (the lease ran
     #: out): the attempt is kept for audit and the delivery's state was not changed.
     stale: bool = False
+    #: Seconds the CRM asked to wait (``Retry-After``), when it said.
+    retry_after: float | None = None
 
 
 class _Delivery(NamedTuple):
@@ -400,6 +406,18 @@ class DeliveryRunner:
         due: datetime | None = None
         if verdict.outcome is Outcome.ACCEPTED:
             state = DeliveryState.DELIVERED
+        elif verdict.outcome is Outcome.THROTTLED and runtime is not None and (
+            delivery.total_attempts <= MAX_UNSPENT
+        ):
+            # The CRM did not judge the lead, it asked us to slow down: the attempt is on
+            # record but not spent, so a backlog drains instead of failing (throttle.py
+            # pauses the integration for everyone meanwhile).
+            attempt_no = delivery.attempts_count
+            due = throttled_due(runtime.policy, now=now, retry_after=verdict.retry_after)
+            state = DeliveryState.PENDING
+            said = (f"retried at {due.isoformat()}: throttled, not counted against "
+                    f"{runtime.policy.origin}")
+            verdict = replace(verdict, trace=(*verdict.trace, RuleTrace("retry", True, said)))
         else:
             due = (
                 next_due(
@@ -464,6 +482,7 @@ class DeliveryRunner:
             due,
             verdict.crm_reference,
             integration_id=runtime.integration_id if runtime is not None else None,
+            retry_after=verdict.retry_after,
         )
 
     # Rows are written in delivery-id order, so that two processes' transactions over

@@ -48,6 +48,8 @@ class LeadIn:
     payload: Any
     source: str = LeadSource.FORM
     external_id: str | None = None
+    #: The bulk import storing it, if any.
+    import_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,19 @@ class Intake:
         with self.ledger.transaction() as conn:
             return self._store(conn, checked, integrate=integrate, due=due)
 
+    def store_valid(
+        self,
+        conn: Any,
+        leads: Sequence[LeadIn],
+        *,
+        integrate: bool = True,
+        queued: bool = True,
+    ) -> list[Accepted]:
+        """Store leads whose payloads were validated already (:func:`validate_payload`)
+        on ``conn``, in the caller's transaction (bulk imports)."""
+        checked = [_Checked(lead, lead.payload, lead.source, queued) for lead in leads]
+        return self._store(conn, checked, integrate=integrate)
+
     def _store(
         self,
         conn: Any,
@@ -167,6 +182,7 @@ class Intake:
                     "payload": c.payload,
                     "external_id": c.lead.external_id,
                     "received_at": now,
+                    "import_id": c.lead.import_id,
                 }
                 for c in checked
             ],

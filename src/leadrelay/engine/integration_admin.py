@@ -25,6 +25,7 @@ from .retry import RetryPolicy
 from .runtime import timeouts_from
 from .secrets import Redactor, secret_values
 from .testsend import SAMPLE, TestSender, test_attempts
+from .throttle import check_rate_limit
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from .secrets import SecretBox
 
 _INTEGRATION_FIELDS = frozenset(
-    {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool"}
+    {"name", "config", "expectations", "retry", "realtime", "realtime_budget", "static_ip_pool",
+     "rate_limit"}
 )
 
 
@@ -71,6 +73,7 @@ class IntegrationVerbs:
         realtime_budget: float = 3.0,
         static_ip_pool: str | None = None,
         active: bool = False,
+        rate_limit: str | None = None,
         scope: int | None = None,
         actor: str = CLI_ACTOR,
     ) -> Integration:
@@ -88,6 +91,7 @@ class IntegrationVerbs:
             connector, config, expectations, retry, static_ip_pool
         )
         _check_realtime(realtime, realtime_budget)
+        rate = check_rate_limit(rate_limit)
         now = self.clock.now()
         with self.ledger.session() as s:
             form = get_row(s, Form, form_id, "form", scope=scope)
@@ -96,7 +100,7 @@ class IntegrationVerbs:
                 form_id=form_id, name=name, connector=connector, config=sealed,
                 expectations=checked_expectations, retry_policy=policy,
                 static_ip_pool=static_ip_pool, realtime=realtime,
-                realtime_budget=realtime_budget, active=False, revision=1,
+                realtime_budget=realtime_budget, rate_limit=rate, active=False, revision=1,
                 created_at=now, updated_at=now,
             )
             s.add(integration)
@@ -142,6 +146,7 @@ class IntegrationVerbs:
             )
             if "name" in changes:
                 require_name(changes["name"], "name")
+            rate = check_rate_limit(changes["rate_limit"]) if "rate_limit" in changes else None
             before = revisions.shown(revisions.snapshot(integration, self.box))
             if "name" in changes:
                 integration.name = changes["name"]
@@ -151,6 +156,8 @@ class IntegrationVerbs:
             for key in ("static_ip_pool", "realtime", "realtime_budget"):
                 if key in changes:
                     setattr(integration, key, changes[key])
+            if "rate_limit" in changes:
+                integration.rate_limit = rate
             now = self.clock.now()
             after = revisions.new_revision(s, integration, "updated", actor=actor, at=now,
                                            box=self.box)

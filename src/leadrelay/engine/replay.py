@@ -27,6 +27,14 @@ class ReplayPlan:
     delivery_ids: tuple[int, ...]
     dry_run: bool
     previews: tuple[dict[str, Any], ...] = ()
+    #: The integration of each delivery, in the order of ``delivery_ids``.
+    integration_ids: tuple[int, ...] = ()
+
+    def deliveries(self) -> list[tuple[int | None, int]]:
+        """``(integration id, delivery id)`` of each delivery replayed."""
+        if len(self.integration_ids) != len(self.delivery_ids):
+            return [(None, d) for d in self.delivery_ids]
+        return list(zip(self.integration_ids, self.delivery_ids, strict=True))
 
     @property
     def count(self) -> int:
@@ -79,7 +87,9 @@ class Replayer:
                     )
                     .execution_options(synchronize_session=False)
                 )
-        return ReplayPlan(ids, False)
+        return ReplayPlan(
+            ids, False, integration_ids=tuple(d.integration_id for d, _, _ in rows)
+        )
 
     def _preview(self, d: Delivery, lead: Lead, integration: Integration) -> dict[str, Any]:
         base: dict[str, Any] = {

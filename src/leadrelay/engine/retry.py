@@ -231,6 +231,26 @@ def decision(policy: RetryPolicy, attempt: int, outcome: Outcome, final: str,
     return f"retried at {due.isoformat()}: {count}"
 
 
+def throttled_due(
+    policy: RetryPolicy,
+    *,
+    now: datetime,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> datetime:
+    """When to try a throttled (429) delivery again, an attempt the policy does not count:
+    after the CRM's ``Retry-After`` (clamped to ``max_retry_after``), and no sooner than
+    ``floor``, spread by the jitter."""
+    delay = _bounded(policy.floor)
+    if retry_after is not None:
+        delay = max(delay, min(_bounded(retry_after), _bounded(policy.max_retry_after)))
+    spread = _bounded(policy.jitter, upper=1.0) * _bounded(rand(), upper=1.0)
+    try:
+        return now + timedelta(seconds=min(delay * (1 + spread), MAX_DELAY))
+    except OverflowError:
+        return datetime.max.replace(tzinfo=now.tzinfo)
+
+
 def _bounded(value: float, *, upper: float = MAX_DELAY) -> float:
     """``value`` within ``[0, upper]``; ``NaN`` (and anything not a number) is ``upper``."""
     try:

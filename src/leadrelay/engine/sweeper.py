@@ -31,6 +31,7 @@ from .ledger import (
     Delivery,
     DeliveryState,
     Integration,
+    Lead,
     Ledger,
 )
 
@@ -66,10 +67,13 @@ class Sweeper:
         *,
         grace_seconds: float = 30.0,
         batch: int = 1000,
+        bulk: Callable[[list[tuple[int | None, int]]], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.clock = clock
         self.announce = announce
+        #: Announces deliveries of imported leads, on the bulk lane (default: ``announce``).
+        self.bulk = bulk or announce
         self.grace = timedelta(seconds=grace_seconds)
         self.batch = batch
 
@@ -139,7 +143,8 @@ class Sweeper:
             ).rowcount  # type: ignore[attr-defined]
             due = list(
                 s.execute(
-                    select(Delivery.integration_id, Delivery.id)
+                    select(Delivery.integration_id, Delivery.id, Lead.import_id)
+                    .join(Lead, Lead.id == Delivery.lead_id)
                     .where(
                         Delivery.state == DeliveryState.PENDING.value,
                         Delivery.next_due_at <= now,
@@ -152,9 +157,14 @@ class Sweeper:
             if due:
                 s.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_([d for _, d in due]))
+                    .where(Delivery.id.in_([d for _, d, _ in due]))
                     .values(queued_for=now)
                     .execution_options(synchronize_session=False)
                 )
-        self.announce([(i, d) for i, d in due])
+        self.announce([(i, d) for i, d, imported in due if imported is None])
+        bulk: list[tuple[int | None, int]] = [
+            (i, d) for i, d, imported in due if imported is not None
+        ]
+        if bulk:
+            self.bulk(bulk)
         return SweepReport(reclaimed=reclaimed or 0, enqueued=len(due), held=held or 0)

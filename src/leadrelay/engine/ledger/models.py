@@ -175,6 +175,12 @@ class Integration(Base):
     #: When the integration was deleted (archived): it left its form for good, its
     #: history, deliveries and attempts stay inspectable (revision 0007).
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # -- flow control (revision 0008) --
+    #: What the CRM's API allows (``"5/s"``, ``"300/min"``), honoured by every worker
+    #: process for every source; ``None``: no limit (see ``engine.throttle``).
+    rate_limit: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Until when the CRM asked everybody to wait (a 429's ``Retry-After``).
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Lead(Base):
@@ -188,6 +194,10 @@ class Lead(Base):
     external_id: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(Json)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The bulk import that stored it, if any (revision 0008).
+    import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("imports.id"), default=None, index=True
+    )
 
     __table_args__ = (
         UniqueConstraint("form_id", "source", "external_id", name="uq_leads_external"),
@@ -323,6 +333,56 @@ class IdempotentPost(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotent_posts_key"),)
+
+
+# -- bulk imports (revision 0008) -------------------------------------------------------
+
+
+class ImportState(enum.StrEnum):
+    """Where a bulk import stands."""
+
+    RUNNING = "running"
+    """Rows are being read and stored (or the importer stopped without finishing)."""
+    FINISHED = "finished"
+    """Every row was read: stored, skipped as a duplicate or rejected."""
+    FAILED = "failed"
+    """Stopped early (the file could not be read on); ``error`` says why."""
+
+
+class Import(Base):
+    """One bulk import of a file into a form: its settings, counts and rejections.
+
+    Counts are written with each batch of stored rows, in the batch's transaction, so
+    they always match the leads in the ledger, even after a crash.
+    """
+
+    __tablename__ = "imports"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    #: ``csv`` or ``jsonl``, and how the file was read.
+    format: Mapped[str] = mapped_column(String(8))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    delimiter: Mapped[str | None] = mapped_column(String(4))
+    #: ``off``, ``on`` or ``throttled``; ``rate`` for throttled (``"5/s"``).
+    integrate: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    #: Data rows read, leads stored, rows already in the ledger, rows rejected.
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    #: Deliveries created for its leads (at import, or later by ``send``).
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    #: The last line of the file whose row is settled: a resumed import starts after it.
+    lines_done: Mapped[int] = mapped_column(Integer, default=0)
+    #: The first rejected rows: ``[{"line": 7, "reason": "..."}]`` (all are counted).
+    rejections: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # -- the failure digest (revision 0004) -------------------------------------------------

@@ -1,0 +1,659 @@
+"""Bulk imports: a file's rows stored as leads of one form, in batches, without duplicates.
+
+An import reads its file as a stream (:mod:`.reading`), maps each row's columns to
+lead fields, validates it like any lead (and against the form's required fields), and
+stores the rows in batches of :data:`BATCH_ROWS`: each batch in one transaction with
+the import's counts and the last line it settled, so the counts always match the
+ledger and an interrupted import resumes after its last batch.
+
+Each imported lead carries an external id — the row's value of the id column, or a
+hash of its fields — under the form's unique ``(form, source, external id)``: a row
+already in the ledger (the same file run twice, a resumed import, a row repeated in
+the file) is counted as a duplicate and not stored again.
+
+``integrate`` says what happens to the leads' deliveries: ``off`` creates none (send
+them later with :meth:`Importer.send`), ``on`` creates them due at once, ``throttled``
+creates them due one after the other at the import's rate per integration. Either way
+they go on the bulk lane, behind live leads (``broker.BULK_QUEUE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import IO, Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..clock import Clock
+from ..errors import BadInput, NotFound
+from ..forms import check_required
+from ..intake import Intake, LeadIn
+from ..leads import validate_payload
+from ..ledger import Delivery, DeliveryState, Form, Import, ImportState, Integration, Lead, Ledger
+from ..ledger.models import LeadSource
+from ..secrets import SecretBox
+from ..throttle import Rate, parse_rate
+from .reading import ImportFile, Row
+
+#: Rows stored per transaction.
+BATCH_ROWS = 1000
+#: Rejected rows kept with their line and reason on the import (all are counted).
+MAX_REJECTIONS = 1000
+INTEGRATE_MODES = ("off", "on", "throttled")
+_MAX_EXTERNAL_ID = 200
+
+#: Called after each batch with the import as it stands.
+Progress = Callable[["ImportReport"], None]
+#: Announces ``(integration id, delivery id)`` pairs on the bulk lane.
+Announce = Callable[[list[tuple[int | None, int]]], None]
+
+
+@dataclass(frozen=True)
+class Integrate:
+    """What an import does with its leads' deliveries."""
+
+    mode: str = "on"
+    rate: Rate | None = None
+
+    @property
+    def text(self) -> str:
+        """``off``, ``on`` or ``throttled=RATE``."""
+        return f"throttled={self.rate.text}" if self.rate is not None else self.mode
+
+
+def parse_integrate(value: Any, rate: Any = None) -> Integrate:
+    """``off``, ``on``, ``throttled=5/s`` (or ``throttled`` with ``rate``).
+
+    :raises BadInput: another mode, throttled without a rate, a rate of 0 or less.
+    """
+    text = str(value if value is not None else "on").strip()
+    mode, _, given = text.partition("=")
+    mode = mode.strip().lower()
+    if mode not in INTEGRATE_MODES:
+        raise BadInput(
+            f"integrate: expected off, on or throttled=RATE (like throttled=5/s), got {text!r}",
+            field="integrate",
+        )
+    if mode != "throttled":
+        if given or rate is not None:
+            raise BadInput("integrate: a rate goes with throttled only (throttled=5/s)",
+                           field="integrate")
+        return Integrate(mode)
+    given = given.strip() or (str(rate) if rate is not None else "")
+    if not given:
+        raise BadInput("integrate: throttled needs a rate, like throttled=5/s or "
+                       "throttled=300/min", field="integrate")
+    return Integrate("throttled", parse_rate(given, field="rate"))
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a file and what to do with its leads."""
+
+    integrate: Integrate = field(default_factory=Integrate)
+    #: File column → lead field; a column mapped to ``""`` is left out. Columns not
+    #: named keep their own name.
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    #: The column holding each row's own id (dedupe by it instead of by content).
+    id_column: str | None = None
+    format: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    #: An earlier import of the same file into the same form to carry on.
+    resume: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """Where an import stands: the operator's view (``imports show``)."""
+
+    id: int
+    form_id: int
+    filename: str
+    format: str
+    encoding: str | None
+    delimiter: str | None
+    integrate: str
+    state: str
+    rows: int
+    stored: int
+    duplicates: int
+    rejected: int
+    deliveries: int
+    lines_done: int
+    rejections: tuple[dict[str, Any], ...]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    #: Deliveries of its leads delivered so far, and still to go (pending or sending).
+    delivered: int = 0
+    waiting: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values."""
+        return {
+            "id": self.id,
+            "form_id": self.form_id,
+            "filename": self.filename,
+            "format": self.format,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "integrate": self.integrate,
+            "state": self.state,
+            "rows": self.rows,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "deliveries": self.deliveries,
+            "delivered": self.delivered,
+            "waiting": self.waiting,
+            "lines_done": self.lines_done,
+            "rejections": list(self.rejections),
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    deliveries: int = 0
+    lines_done: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REJECTIONS:
+            self.rejections.append({"line": line, "reason": reason[:300]})
+
+
+class Importer:
+    """Runs bulk imports and reports on them (see module docstring)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        intake: Intake,
+        box: SecretBox,
+        announce: Announce,
+        queued: Callable[[], bool],
+    ) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.intake = intake
+        self.box = box
+        self.announce = announce
+        self.queued = queued
+
+    # -- running an import -----------------------------------------------------------
+
+    def open(
+        self,
+        form_id: int,
+        stream: IO[bytes],
+        *,
+        filename: str = "",
+        options: ImportOptions | None = None,
+        scope: int | None = None,
+    ) -> PreparedImport:
+        """Check everything that can be checked before a row is stored: the form (of
+        the ``scope`` account), the file's layout and the mapping. Nothing is written.
+
+        :raises NotFound: the form does not exist (or is another account's).
+        :raises BadInput: the file, the mapping or the options, naming what is wrong.
+        """
+        options = options or ImportOptions()
+        form, known = self._form(form_id, scope)
+        resumed = self._resumable(options.resume, form_id) if options.resume else None
+        source = ImportFile(
+            stream,
+            filename=filename,
+            format=options.format or (resumed.format if resumed else None),
+            encoding=options.encoding,
+            delimiter=options.delimiter,
+        )
+        mapping = _check_mapping(options, source.layout.header, known)
+        return PreparedImport(self, form_id, tuple(form.required_fields or ()), source,
+                              filename, options, mapping, resumed)
+
+    def _form(self, form_id: int, scope: int | None) -> tuple[Form, set[str] | None]:
+        with self.ledger.session() as s:
+            form = s.get(Form, form_id)
+            if form is None or (scope is not None and form.account_id != scope):
+                raise NotFound(f"form {form_id} does not exist", field="form_id")
+            configs = [
+                i.config for i in s.scalars(
+                    select(Integration).where(Integration.form_id == form_id,
+                                              Integration.active.is_(True))
+                )
+            ]
+            s.expunge(form)
+        return form, self._known_fields(form, configs)
+
+    def _known_fields(self, form: Form, configs: list[dict[str, Any]]) -> set[str] | None:
+        """The fields a lead of the form can use: its required fields and those its
+        active integrations send; None when one of them sends every field as it is
+        (then any field is the form's)."""
+        known = set(form.required_fields or ())
+        if not configs:
+            return None
+        for config in configs:
+            fields = self.box.unseal(config).get("fields")
+            if not isinstance(fields, Mapping) or not fields:
+                return None
+            known.update(_sources(fields))
+        return known
+
+    def _resumable(self, import_id: int, form_id: int) -> ImportReport:
+        with self.ledger.session() as s:
+            row = s.get(Import, import_id)
+            if row is None or row.form_id != form_id:
+                raise NotFound(f"import {import_id} does not exist for form {form_id}",
+                               field="resume")
+            if row.state == ImportState.FINISHED.value:
+                raise BadInput(f"resume: import {import_id} is finished; run the file again "
+                               "as a new import (its rows already stored are skipped)",
+                               field="resume")
+            return _report(row)
+
+    def _schedule(self, conn: Any, integrate: Integrate, pairs: list[tuple[int, int]],
+                  slots: dict[int, datetime]) -> None:
+        """A throttled import's deliveries due one after the other at its rate, per
+        integration, from where the last batch left off; announced by the sweeper."""
+        assert integrate.rate is not None
+        step = timedelta(seconds=1 / integrate.rate.per_second)
+        now = self.clock.now()
+        rows = []
+        for integration_id, delivery_id in pairs:
+            slot = max(slots.get(integration_id, now), now)
+            rows.append({"s_id": delivery_id, "due": slot})
+            slots[integration_id] = slot + step
+        if rows:
+            conn.execute(_SCHEDULE, rows)
+
+    # -- sending an import's leads later ---------------------------------------------
+
+    def send(self, import_id: int, *, rate: Rate | None = None,
+             scope: int | None = None) -> int:
+        """Create the missing deliveries of an import's leads to their form's active
+        integrations (an import with integration off), due at once or at ``rate``, on
+        the bulk lane; how many were created."""
+        report = self.get(import_id, scope=scope)
+        queued = self.queued() and rate is None
+        created = 0
+        slots: dict[int, datetime] = {}
+        last = 0
+        while True:
+            with self.ledger.transaction() as conn:
+                leads = list(conn.scalars(_LEADS_AFTER, {"import_id": import_id, "after": last}))
+                if not leads:
+                    break
+                last = leads[-1]
+                targets = list(conn.scalars(_ACTIVE_OF, {"form_id": report.form_id}))
+                have = {(lead, i) for lead, i in conn.execute(_HAVE, {"ids": leads})}
+                now = self.clock.now()
+                rows = [
+                    {
+                        "lead_id": lead_id, "integration_id": integration_id,
+                        "state": DeliveryState.PENDING.value, "attempts_count": 0,
+                        "total_attempts": 0, "replays": 0, "next_due_at": now,
+                        "queued_for": now if queued else None,
+                        "idempotency_key": _key(), "created_at": now,
+                    }
+                    for lead_id in leads for integration_id in targets
+                    if (lead_id, integration_id) not in have
+                ]
+                ids = list(conn.scalars(_INSERT_DELIVERIES, rows)) if rows else []
+                pairs = [(r["integration_id"], d) for r, d in zip(rows, ids, strict=True)]
+                if rate is not None:
+                    self._schedule(conn, Integrate("throttled", rate), pairs, slots)
+                conn.execute(_COUNT_DELIVERIES, {"i_id": import_id, "n": len(ids), "now": now})
+            created += len(ids)
+            if queued and pairs:
+                self.announce(list(pairs))
+        return created
+
+    # -- the operator's view ---------------------------------------------------------
+
+    def get(self, import_id: int, *, scope: int | None = None) -> ImportReport:
+        """One import with its counts (``scope``: of that account's forms only)."""
+        with self.ledger.session() as s:
+            row = s.get(Import, import_id)
+            if row is None or (scope is not None and _account(s, row.form_id) != scope):
+                raise NotFound(f"import {import_id} does not exist", field="import_id")
+            states: dict[str, int] = {
+                state: n for state, n in s.execute(
+                    select(Delivery.state, func.count())
+                    .join(Lead, Lead.id == Delivery.lead_id)
+                    .where(Lead.import_id == import_id)
+                    .group_by(Delivery.state)
+                )
+            }
+            report = _report(row)
+        waiting = states.get("pending", 0) + states.get("sending", 0)
+        return _replace(report, delivered=states.get("delivered", 0), waiting=waiting)
+
+    def list(self, *, form_id: int | None = None, scope: int | None = None,
+             limit: int = 100) -> list[ImportReport]:
+        """Imports, newest first (of one form; of the ``scope`` account's forms)."""
+        with self.ledger.session() as s:
+            q = select(Import).order_by(Import.id.desc()).limit(limit)
+            if form_id is not None:
+                q = q.where(Import.form_id == form_id)
+            if scope is not None:
+                q = q.where(Import.form_id.in_(select(Form.id).where(Form.account_id == scope)))
+            return [_report(row) for row in s.scalars(q)]
+
+
+class PreparedImport:
+    """An import whose file and options were checked: :meth:`run` stores its rows."""
+
+    def __init__(
+        self,
+        importer: Importer,
+        form_id: int,
+        required: tuple[str, ...],
+        source: ImportFile,
+        filename: str,
+        options: ImportOptions,
+        mapping: dict[str, str],
+        resumed: ImportReport | None,
+    ) -> None:
+        self.importer = importer
+        self.form_id = form_id
+        self.required = required
+        self.source = source
+        self.filename = filename
+        self.options = options
+        self.mapping = mapping
+        self.resumed = resumed
+        self.import_id: int | None = resumed.id if resumed else None
+
+    @property
+    def layout(self) -> Any:
+        """How the file is read (format, encoding, delimiter, header)."""
+        return self.source.layout
+
+    def start(self) -> int:
+        """Record the import (or take up the resumed one); its id."""
+        if self.import_id is not None:
+            return self.import_id
+        now = self.importer.clock.now()
+        layout = self.source.layout
+        with self.importer.ledger.session() as s:
+            row = Import(
+                form_id=self.form_id, filename=self.filename[:500] or "-",
+                format=layout.format, encoding=layout.encoding, delimiter=layout.delimiter,
+                integrate=self.options.integrate.mode,
+                rate=self.options.integrate.rate.text if self.options.integrate.rate else None,
+                state=ImportState.RUNNING.value, rows=0, stored=0, duplicates=0, rejected=0,
+                deliveries=0, lines_done=0, rejections=[], created_at=now, updated_at=now,
+            )
+            s.add(row)
+            s.flush()
+            self.import_id = row.id
+        return row.id
+
+    def run(self, progress: Progress | None = None) -> ImportReport:
+        """Store every row (see module docstring); the final report."""
+        importer = self.importer
+        import_id = self.start()
+        counts = _Counts()
+        skip = 0
+        if self.resumed is not None:
+            r = self.resumed
+            counts = _Counts(r.rows, r.stored, r.duplicates, r.rejected, r.deliveries,
+                             r.lines_done, list(r.rejections))
+            skip = r.lines_done
+        integrate = self.options.integrate
+        slots: dict[int, datetime] = {}
+        batch: list[tuple[int, dict[str, Any], str]] = []
+        try:
+            for row in self.source.rows():
+                if row.line <= skip:
+                    continue
+                counts.rows += 1
+                checked = self._check(row)
+                if isinstance(checked, str):
+                    counts.reject(row.line, checked)
+                    counts.lines_done = row.line
+                else:
+                    batch.append((row.line, *checked))
+                if len(batch) >= BATCH_ROWS:
+                    self._store(import_id, batch, counts, integrate, slots)
+                    batch = []
+                    if progress is not None:
+                        progress(importer.get(import_id))
+            counts.lines_done = max(counts.lines_done, self.source.lines_read)
+            self._store(import_id, batch, counts, integrate, slots, finished=True)
+        except BadInput as exc:
+            self._fail(import_id, counts, str(exc))
+            raise
+        except BaseException as exc:
+            self._fail(import_id, counts, f"interrupted: {type(exc).__name__}: {exc}"[:500])
+            raise
+        report = importer.get(import_id)
+        if progress is not None:
+            progress(report)
+        return report
+
+    def _check(self, row: Row) -> tuple[dict[str, Any], str] | str:
+        """The row's lead fields and external id, or why it is rejected."""
+        if row.error is not None:
+            return row.error
+        assert row.fields is not None
+        fields: dict[str, Any] = {}
+        for name, value in row.fields.items():
+            target = self.mapping.get(name, name)
+            if target:
+                fields[target] = value
+        external: str
+        if self.options.id_column is not None:
+            raw = row.fields.get(self.options.id_column)
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                return f"{self.options.id_column}: the id column is empty"
+            external = str(raw).strip()
+            if len(external) > _MAX_EXTERNAL_ID:
+                return f"{self.options.id_column}: longer than {_MAX_EXTERNAL_ID} characters"
+        else:
+            external = None  # type: ignore[assignment]
+        try:
+            payload = validate_payload(fields, field="row")
+            check_required(self.required, payload)
+        except BadInput as exc:
+            return str(exc)
+        if external is None:
+            canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+            external = "row:" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+        return payload, external
+
+    def _store(
+        self,
+        import_id: int,
+        batch: list[tuple[int, dict[str, Any], str]],
+        counts: _Counts,
+        integrate: Integrate,
+        slots: dict[int, datetime],
+        *,
+        finished: bool = False,
+    ) -> None:
+        importer = self.importer
+        queued = integrate.mode == "on" and importer.queued()
+        for attempt in range(3):
+            try:
+                with importer.ledger.transaction() as conn:
+                    wanted = list(dict.fromkeys(e for _, _, e in batch))
+                    have = (
+                        set(conn.scalars(_EXISTING, {"form_id": self.form_id, "ids": wanted}))
+                        if wanted else set()
+                    )
+                    fresh: dict[str, tuple[int, dict[str, Any]]] = {}
+                    for line, payload, external in batch:
+                        if external not in have and external not in fresh:
+                            fresh[external] = (line, payload)
+                    leads = [
+                        LeadIn(self.form_id, payload, LeadSource.IMPORT.value, external,
+                               import_id)
+                        for external, (_, payload) in fresh.items()
+                    ]
+                    accepted = importer.intake.store_valid(
+                        conn, leads, integrate=integrate.mode != "off", queued=queued
+                    )
+                    pairs = [d for a in accepted for d in a.deliveries()]
+                    if integrate.mode == "throttled":
+                        importer._schedule(conn, integrate, cast(Any, pairs), slots)
+                    stored, dupes = len(leads), len(batch) - len(leads)
+                    lines = max((line for line, _, _ in batch), default=counts.lines_done)
+                    values = {
+                        "rows": counts.rows, "stored": counts.stored + stored,
+                        "duplicates": counts.duplicates + dupes, "rejected": counts.rejected,
+                        "deliveries": counts.deliveries + len(pairs),
+                        "lines_done": max(counts.lines_done, lines),
+                        "rejections": list(counts.rejections),
+                        "updated_at": importer.clock.now(),
+                    }
+                    if finished:
+                        values["state"] = ImportState.FINISHED.value
+                        values["finished_at"] = importer.clock.now()
+                    conn.execute(update(_IMP).where(_IMP.c.id == import_id).values(**values))
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise  # another import of the same rows keeps winning the race
+        counts.stored += stored
+        counts.duplicates += dupes
+        counts.deliveries += len(pairs)
+        counts.lines_done = cast(int, values["lines_done"])
+        if queued and pairs:
+            importer.announce(pairs)
+
+    def _fail(self, import_id: int, counts: _Counts, error: str) -> None:
+        """Leave the import failed with what it had stored (its counts are the last
+        batch's), resumable after its last settled line."""
+        try:
+            with self.importer.ledger.transaction() as conn:
+                conn.execute(
+                    update(_IMP).where(_IMP.c.id == import_id).values(
+                        state=ImportState.FAILED.value, error=error,
+                        updated_at=self.importer.clock.now(),
+                    )
+                )
+        except Exception:  # the ledger is what failed: the import stays running
+            pass
+
+
+def _check_mapping(
+    options: ImportOptions, header: tuple[str, ...], known: set[str] | None
+) -> dict[str, str]:
+    mapping = {str(k).strip(): str(v).strip() for k, v in options.mapping.items()}
+    for column, target in mapping.items():
+        if header and column not in header:
+            raise BadInput(
+                f"map: column {column!r} is not in the file's header "
+                f"(columns: {', '.join(header)[:300]})",
+                field="map",
+            )
+        if target and known is not None and target not in known:
+            raise BadInput(
+                f"map: {column!r} → {target!r}: the form has no field {target!r} "
+                f"(its fields: {', '.join(sorted(known))[:300]})",
+                field="map",
+            )
+    if options.id_column is not None and header and options.id_column not in header:
+        raise BadInput(f"id_column: column {options.id_column!r} is not in the file's header",
+                       field="id_column")
+    return mapping
+
+
+def _sources(fields: Mapping[str, Any]) -> Iterable[str]:
+    """The lead fields a connector's field map reads."""
+    for crm_field, spec in fields.items():
+        if isinstance(spec, str):
+            yield spec
+        elif isinstance(spec, Mapping):
+            if "from" in spec:
+                yield str(spec["from"])
+            elif "template" in spec:
+                for _, name, _, _ in string.Formatter().parse(str(spec["template"])):
+                    if name:
+                        yield name
+            elif "const" not in spec:
+                yield crm_field
+
+
+def _account(s: Any, form_id: int) -> int | None:
+    form = s.get(Form, form_id)
+    return form.account_id if form is not None else None
+
+
+def _report(row: Import) -> ImportReport:
+    return ImportReport(
+        id=row.id, form_id=row.form_id, filename=row.filename, format=row.format,
+        encoding=row.encoding, delimiter=row.delimiter,
+        integrate=f"throttled={row.rate}" if row.rate else row.integrate, state=row.state,
+        rows=row.rows, stored=row.stored, duplicates=row.duplicates, rejected=row.rejected,
+        deliveries=row.deliveries, lines_done=row.lines_done,
+        rejections=tuple(row.rejections or ()), error=row.error, created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _replace(report: ImportReport, **changes: Any) -> ImportReport:
+    from dataclasses import replace
+
+    return replace(report, **changes)
+
+
+def _key() -> str:
+    from ..intake import idempotency_key
+
+    return idempotency_key()
+
+
+_IMP = cast(Table, Import.__table__)
+_L = cast(Table, Lead.__table__)
+_D = cast(Table, Delivery.__table__)
+_I = cast(Table, Integration.__table__)
+#: Those of some external ids already imported into a form. Bound: form_id, ids.
+_EXISTING = select(_L.c.external_id).where(
+    _L.c.form_id == bindparam("form_id"),
+    _L.c.source == LeadSource.IMPORT.value,
+    _L.c.external_id.in_(bindparam("ids", expanding=True)),
+)
+#: A delivery's first due time. Bound: s_id, due.
+_SCHEDULE = (
+    update(_D)
+    .where(_D.c.id == bindparam("s_id"))
+    .values(next_due_at=bindparam("due", type_=_D.c.next_due_at.type), queued_for=None)
+)
+_LEADS_AFTER = (
+    select(_L.c.id)
+    .where(_L.c.import_id == bindparam("import_id"), _L.c.id > bindparam("after"))
+    .order_by(_L.c.id)
+    .limit(BATCH_ROWS)
+)
+_ACTIVE_OF = select(_I.c.id).where(_I.c.form_id == bindparam("form_id"),
+                                   _I.c.active.is_(True)).order_by(_I.c.id)
+_HAVE = select(_D.c.lead_id, _D.c.integration_id).where(
+    _D.c.lead_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_DELIVERIES = (
+    cast(Any, _D.insert()).returning(_D.c.id, sort_by_parameter_order=True)
+)
+_COUNT_DELIVERIES = (
+    update(_IMP)
+    .where(_IMP.c.id == bindparam("i_id"))
+    .values(deliveries=_IMP.c.deliveries + bindparam("n"),
+            updated_at=bindparam("now", type_=_IMP.c.updated_at.type))
+)
