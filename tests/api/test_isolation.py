@@ -8,6 +8,7 @@ not know fails it until it is taught where to find A's object.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/facebook/pages/{connection_id}"): {"name": "Renamed"},
     ("post", "/v1/integrations/{integration_id}/held/discard"): {"reason": "not wanted"},
     ("post", "/v1/integrations/{integration_id}/test"): {"sample": True},
+    ("post", "/v1/imports/{import_id}/send"): {},
 }
 
 
@@ -54,7 +56,13 @@ def objects_of(client: TestClient, engine: Leadrelay, a: Tenant, url: str) -> di
     page = client.post("/v1/facebook/pages", headers=a.headers, json={
         "page_id": "104736952280912", "app_secret": "s3cret-app", "verify_token": "v3rify",
         "page_access_token": "EAAG-token", "forms": {"1418823349021556": a.form_id}}).json()
-    return {"form_id": a.form_id, "integration_id": integration["id"],
+    made = client.post("/v1/imports", headers={**a.headers, "Content-Type": "text/csv"},
+                       params={"form_id": a.form_id, "integrate": "off"},
+                       content=b"email\nimported@x.test\n").json()
+    while client.get(f"/v1/imports/{made['id']}", headers=a.headers).json()["state"] == (
+            "running"):
+        time.sleep(0.02)
+    return {"import_id": made["id"], "form_id": a.form_id, "integration_id": integration["id"],
             "lead_id": lead["lead_id"], "delivery_id": lead["deliveries"][0]["delivery_id"],
             "account_id": a.account_id, "key_id": key["id"], "connection_id": page["id"]}
 
@@ -133,7 +141,7 @@ def test_ids_in_bodies_and_filters_reach_no_other_account(
         "config": {"url": httpserver.url_for("/x")}})
     assert made.status_code == 404
     for path in ("/v1/integrations", "/v1/deliveries", "/v1/deliveries/failed",
-                 "/v1/facebook/leads", "/v1/facebook/pages"):
+                 "/v1/facebook/leads", "/v1/facebook/pages", "/v1/imports"):
         listed = client.get(path, headers=globex.headers, params={"form_id": ids["form_id"]})
         assert listed.status_code == 200
         assert listed.json() in ([], {"items": [], "next_cursor": None}), path

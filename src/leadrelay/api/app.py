@@ -26,6 +26,7 @@ from .routes import (
     embed,
     facebook,
     forms,
+    imports,
     intake,
     integrations,
     ops,
@@ -62,7 +63,8 @@ def create_app(engine: Leadrelay | None = None, *, demo_form_key: str | None = N
         app.state.engine = engine
         app.state.metrics = Metrics(engine)
     v1 = APIRouter(prefix="/v1")
-    for module in (intake, embed, forms, integrations, deliveries, accounts, digests, facebook):
+    for module in (intake, embed, forms, integrations, deliveries, accounts, digests, facebook,
+                   imports):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(ops.router)

@@ -22,6 +22,8 @@ access = logging.getLogger("leadrelay.api.access")
 MAX_BODY = 1024 * 1024
 #: Bodies of lead intake (an external batch of up to 500 leads).
 MAX_INTAKE_BODY = 16 * 1024 * 1024
+#: An import file (``POST /v1/imports``): streamed to disk as it comes, never held whole.
+MAX_IMPORT_BODY = 4 * 1024 * 1024 * 1024
 
 
 class AccessLog:
@@ -79,7 +81,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = MAX_INTAKE_BODY if scope["path"].endswith("/leads") else MAX_BODY
+        path = scope["path"]
+        limit = (MAX_IMPORT_BODY if path == "/v1/imports"
+                 else MAX_INTAKE_BODY if path.endswith("/leads") else MAX_BODY)
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _refuse(scope, receive, send, limit)

@@ -189,6 +189,8 @@ class IntegrationIn(_In):
     realtime_budget: float = 3.0
     static_ip_pool: str | None = None
     active: bool = False
+    #: What the CRM's API allows: ``"5/s"``, ``"300/min"``; honoured by every worker.
+    rate_limit: str | None = None
 
 
 class IntegrationPatch(_In):
@@ -201,6 +203,8 @@ class IntegrationPatch(_In):
     realtime: bool | None = None
     realtime_budget: float | None = None
     static_ip_pool: str | None = None
+    #: A new rate limit (``"5/s"``), or null for none.
+    rate_limit: str | None = None
 
 
 class IntegrationOut(BaseModel):
@@ -218,6 +222,10 @@ class IntegrationOut(BaseModel):
     realtime_budget: float
     active: bool
     revision: int
+    #: What the CRM's API allows (``"5/s"``); null: no limit.
+    rate_limit: str | None = None
+    #: Until when a 429 asked every worker to wait; null: not paused.
+    paused_until: datetime | None = None
     archived_at: datetime | None = Field(
         default=None, description="When the integration was deleted (it receives no leads)")
 

@@ -187,6 +187,7 @@ def _assemble() -> None:
         demo,
         digest,
         facebook,
+        imports,
         keys,
         leads,
         manage,
@@ -203,7 +204,8 @@ def _assemble() -> None:
                      plugins.plugins_command, static_ips.static_ips, keys.secret_key, keys.keys,
                      new_connector.new_connector, digest.digest,
                      manage.accounts, manage.forms, manage.integrations,
-                     facebook.facebook, plan_verbs.plans, plan_verbs.audit])
+                     facebook.facebook, plan_verbs.plans, plan_verbs.audit,
+                     imports.import_command, imports.send_command, imports.imports])
 
 
 _assemble()

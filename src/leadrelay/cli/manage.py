@@ -238,6 +238,8 @@ _EXPECTATIONS_HELP = "What a good CRM answer looks like; the connector's default
 _RETRY_HELP = 'Retry policy, e.g. {"max_attempts": 3, "delays": ["2m", "5m"]}.'
 _POOL_HELP = "Send through this static-IP proxy pool of plugins.toml ([proxies.NAME]); " \
     "a connector named CONNECTOR_static_ip (http_post_static_ip) uses the pool 'default'."
+_RATE_HELP = "What the CRM's API allows, e.g. 5/s or 300/min: every worker process " \
+    "together sends no faster."
 _REALTIME_HELP = "Deliver inside the submission request of the HTTP API, waiting at most " \
     "--realtime-budget seconds for this CRM."
 
@@ -256,18 +258,19 @@ _REALTIME_HELP = "Deliver inside the submission request of the HTTP API, waiting
               help="Seconds a real-time submission waits for this CRM.")
 @click.option("--active", is_flag=True,
               help="Activate it at once (counts against the account's plan).")
+@click.option("--rate-limit", metavar="RATE", help=_RATE_HELP)
 @_JSON_FLAG
 @pass_engine
 def integrations_create(
     app: Leadrelay, form_id: int, name: str, connector: str, config: Any, expectations: Any,
     retry: Any, static_ip_pool: str | None, realtime: bool, realtime_budget: float,
-    active: bool, as_json: bool,
+    active: bool, rate_limit: str | None, as_json: bool,
 ) -> None:
     """Add an integration to a form (inactive unless --active)."""
     integration = app.manage.create_integration(
         form_id, name=name, connector=connector, config=config, expectations=expectations,
         retry=retry, static_ip_pool=static_ip_pool, realtime=realtime,
-        realtime_budget=realtime_budget, active=active,
+        realtime_budget=realtime_budget, active=active, rate_limit=rate_limit,
     )
     _show_integrations([integration], as_json, single=True)
 
@@ -304,6 +307,7 @@ def integrations_show(app: Leadrelay, integration_id: int) -> None:
 @click.option("--realtime/--no-realtime", default=None, help=_REALTIME_HELP)
 @click.option("--realtime-budget", type=float,
               help="Seconds a real-time submission waits for this CRM.")
+@click.option("--rate-limit", metavar="RATE", help=_RATE_HELP + " 'none' removes it.")
 @_JSON_FLAG
 @pass_engine
 def integrations_update(
@@ -311,10 +315,12 @@ def integrations_update(
 ) -> None:
     """Change an integration's settings; workers use them from its next delivery."""
     changes = {k: v for k, v in options.items() if v is not None}
+    if str(changes.get("rate_limit", "")).strip().lower() == "none":
+        changes["rate_limit"] = None
     if not changes:
         raise click.UsageError(
             "nothing to change: give --name, --config, --expectations, --retry, "
-            "--static-ip-pool, --realtime/--no-realtime or --realtime-budget"
+            "--static-ip-pool, --realtime/--no-realtime, --realtime-budget or --rate-limit"
         )
     _show_integrations([app.manage.update_integration(integration_id, **changes)], as_json,
                        single=True)

@@ -246,6 +246,8 @@ def describe_integration(i: Integration) -> dict[str, Any]:
         "active": i.active,
         "revision": i.revision,
         "archived_at": _iso(i.archived_at),
+        "rate_limit": i.rate_limit,
+        "paused_until": _iso(i.paused_until),
     }
 
 
