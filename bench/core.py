@@ -74,6 +74,14 @@ class Sizes:
     one thread alone is bound by its commit latency on PostgreSQL, not by the engine."""
     timeout: float = 300.0
     """Seconds one repetition may take before it is abandoned."""
+    import_rows: int = 50_000
+    """Imports: CSV rows per throughput measure, and of the throttled import."""
+    import_memory_rows: int = 1_000_000
+    """Imports: rows of the CSV whose peak memory is read."""
+    import_rate: int = 200
+    """Imports: the throttled import's rate per integration, per second."""
+    live_leads: int = 200
+    """Imports: live leads timed idle, then during the throttled import."""
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -94,6 +102,9 @@ class Sizes:
             workers=2,
             feeders=2,
             timeout=60.0,
+            import_rows=300,
+            import_memory_rows=2_000,
+            live_leads=10,
         )
 
 

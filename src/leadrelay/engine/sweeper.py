@@ -150,7 +150,8 @@ class Sweeper:
                         Delivery.next_due_at <= now,
                         or_(Delivery.queued_for.is_(None), Delivery.queued_for < now - self.grace),
                     )
-                    .order_by(Delivery.next_due_at)
+                    # Live leads first: a backlog of imported ones never holds them back.
+                    .order_by(Lead.import_id.is_not(None), Delivery.next_due_at)
                     .limit(self.batch)
                 )
             )

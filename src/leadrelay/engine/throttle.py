@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from .clock import Clock
 from .errors import BadInput
@@ -165,9 +165,6 @@ class Gate:
         #: Integration id → (its rate or None, paused until or None), refreshed.
         self._limited: dict[int, tuple[Rate | None, datetime | None]] = {}
         self._next_refresh = float("-inf")
-        #: Deliveries postponed per key and when the last one was put, to spread the
-        #: next ones after it rather than on the same instant.
-        self._horizon: dict[str, datetime] = {}
 
     # -- the hot path --------------------------------------------------------------
 
@@ -182,14 +179,15 @@ class Gate:
         rate, paused_until = limits
         now = self.clock.now()
         if paused_until is not None and paused_until > now:
-            self._postpone(f"i{integration_id}", delivery_ids, paused_until, rate)
+            self._postpone(integration_id, delivery_ids, paused_until, rate)
             return []
         if rate is None:
             return delivery_ids
         key = f"{self.namespace}i{integration_id}"
         granted, wait = self.limiter.take(rate, key, len(delivery_ids))
         if granted < len(delivery_ids):
-            self._postpone(key, delivery_ids[granted:], now + timedelta(seconds=wait), rate)
+            self._postpone(integration_id, delivery_ids[granted:],
+                           now + timedelta(seconds=wait), rate)
         return delivery_ids[:granted]
 
     # -- pauses and the limited integrations ------------------------------------------
@@ -236,18 +234,20 @@ class Gate:
         self._next_refresh = float("-inf")
 
     def _postpone(
-        self, key: str, delivery_ids: list[int], at: datetime, rate: Rate | None
+        self, integration_id: int, delivery_ids: list[int], at: datetime, rate: Rate | None
     ) -> None:
         """Make ``delivery_ids`` due from ``at`` on, one after the other at ``rate``, after
         those postponed before them; unannounced, so the sweeper sends them when due."""
         step = timedelta(seconds=1 / rate.per_second) if rate is not None else timedelta(0)
-        with self._lock:
-            start = max(at, self._horizon.get(key, at))
-            rows = [
-                {"p_id": d, "due": start + step * i} for i, d in enumerate(delivery_ids)
-            ]
-            self._horizon[key] = start + step * len(delivery_ids)
         with self.ledger.transaction() as conn:
+            if rate is not None:
+                # After the last one any process postponed already: the ledger is the
+                # horizon every process shares, so two of them never book the same slots.
+                last = conn.execute(_HORIZON, {"integration_id": integration_id,
+                                               "ids": delivery_ids, "now": at}).scalar()
+                if last is not None:
+                    at = max(at, last + step)
+            rows = [{"p_id": d, "due": at + step * i} for i, d in enumerate(delivery_ids)]
             conn.execute(_POSTPONE, rows)
 
 
@@ -277,6 +277,16 @@ _PAUSE = (
         ),
     )
     .values(paused_until=bindparam("until", type_=_I.c.paused_until.type))
+)
+#: When the last postponed delivery of an integration is due, others than these (a
+#: postponed one has no message on its way; a retry has its due time as ``queued_for``).
+#: Bound: integration_id, ids, now.
+_HORIZON = select(func.max(_D.c.next_due_at)).where(
+    _D.c.integration_id == bindparam("integration_id"),
+    _D.c.state == DeliveryState.PENDING.value,
+    _D.c.queued_for.is_(None),
+    _D.c.next_due_at > bindparam("now", type_=_D.c.next_due_at.type),
+    _D.c.id.not_in(bindparam("ids", expanding=True)),
 )
 #: A pending delivery due later, no message on its way. Bound: p_id, due.
 _POSTPONE = (

@@ -42,7 +42,7 @@ from ..throttle import Rate, parse_rate
 from .reading import ImportFile, Row
 
 #: Rows stored per transaction.
-BATCH_ROWS = 1000
+BATCH_ROWS = 500
 #: Rejected rows kept with their line and reason on the import (all are counted).
 MAX_REJECTIONS = 1000
 INTEGRATE_MODES = ("off", "on", "throttled")
