@@ -5,4 +5,4 @@ feature adds a module here (and a name to the smoke test's list).
 """
 
 from . import throughput, intake, isolation, soap, proxy, growth, memory, api, facebook  # noqa: F401, I001
-from . import imports  # noqa: F401, I001
+from . import imports  # noqa: F401
