@@ -29,6 +29,7 @@ FIXTURES = Path(__file__).parents[2] / "fixtures"
 WSDL_DIR = FIXTURES / "wsdl"
 RESPONSES = FIXTURES / "soap-responses"
 SF_WSDL = WSDL_DIR / "salesforce" / "partner_v58.wsdl"
+SF_WSDL_V18 = WSDL_DIR / "salesforce" / "partner_v18.wsdl"
 SUGAR_WSDL = WSDL_DIR / "sugarcrm" / "sugar_v4_1_soap.wsdl"
 
 SF_USER, SF_PASSWORD = "api@acme.example", "s3cret-pass+TOKEN"
@@ -175,6 +176,10 @@ class SoapCrm:
         return Response("not found", 404)
 
     def _wsdl(self, request: Request) -> Response:
+        if request.path == "/partner18.wsdl":  # the older Partner API, same flow
+            text = SF_WSDL_V18.read_text("utf-8").replace(
+                "https://www.salesforce.com/services/Soap/u/18.0", self.url(SF_LOGIN_PATH))
+            return Response(text, 200, content_type="text/xml; charset=utf-8")
         if request.path == "/partner.wsdl":
             text = SF_WSDL.read_text("utf-8").replace(
                 "https://login.salesforce.com/services/Soap/u/58.0", self.url(SF_LOGIN_PATH))

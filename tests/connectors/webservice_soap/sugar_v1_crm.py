@@ -45,6 +45,12 @@ RESULT = """<?xml version="1.0" encoding="ISO-8859-1"?>
 <description xsi:type="xsd:string">{description}</description></error></return>
 </ns1:{operation}Response></SOAP-ENV:Body></SOAP-ENV:Envelope>"""
 
+FAULT = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">
+<SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>Client</faultcode>
+<faultstring>Invalid parameter: name_value_list</faultstring></SOAP-ENV:Fault>
+</SOAP-ENV:Body></SOAP-ENV:Envelope>"""
+
 
 def result(operation: str, record_id: str, number: str) -> bytes:
     """A ``set_entry_result`` answer with ``error.number`` ``number``."""
@@ -116,6 +122,8 @@ class SugarV1Crm:
                 if doc.findtext(".//session") not in self.sessions:
                     return _xml(result("set_entry", "-1", "11"))
                 number = self.set_entry_errors.pop(0) if self.set_entry_errors else "0"
+                if number == "fault":  # what a PHP error inside the server gives
+                    return Response(FAULT, 500, content_type="text/xml; charset=ISO-8859-1")
                 if number == "0":
                     self.records += 1
             record = f"4b1d-{self.records:04d}" if number == "0" else "-1"

@@ -115,3 +115,30 @@ def test_a_bad_mapping_is_refused_when_saved(app: Leadrelay, form_id: int,
                     "username": SF_USER, "password": SF_PASSWORD,
                     "arguments": {"sObjects": [{"type": "Lead", "Colour": "red"}]}})
     assert app.manage.integrations(form_id) == []
+
+
+def test_the_preset_works_on_the_older_partner_v18_wsdl(
+        app: Leadrelay, form_id: int, soap_crm: SoapCrm) -> None:
+    # Given the Salesforce preset on the Partner API v18.0 WSDL (older than v58)
+    config = {"preset": "salesforce_partner", "wsdl": soap_crm.url("/partner18.wsdl"),
+              "username": SF_USER, "password": SF_PASSWORD, "fields": SF_FIELDS}
+    app.manage.create_integration(form_id, name="SF v18", connector="webservice_soap",
+                                  config=config, active=True, retry=RETRY)
+
+    # When a lead is accepted, then one is refused at HTTP 200
+    first = app.submit(form_id, LEAD_FIELDS).delivery_ids[0]
+    app.deliver_due()
+    soap_crm.sf_create = "sf_partner_create_record_error.xml"
+    second = app.submit(form_id, LEAD_FIELDS).delivery_ids[0]
+    app.deliver_due()
+
+    # Then the first is delivered with its id, the second rejected in Salesforce's words
+    assert app.inspect(first)["delivery"]["crm_reference"] == "001R0000029IyDPIA0"
+    create = soap_crm.calls("create")[0].xml()
+    record = create.find(".//{urn:partner.soap.sforce.com}sObjects")
+    assert record.findtext("{urn:sobject.partner.soap.sforce.com}type") == "Lead"
+    assert record.findtext("{urn:sobject.partner.soap.sforce.com}LastName") == "Doe"
+    attempt = app.inspect(second)["attempts"][0]
+    assert attempt["outcome"] == "rejected"
+    assert "(CRM said FIELD_INTEGRITY_EXCEPTION: The profile name is already in use" in (
+        attempt["reason"])

@@ -343,3 +343,14 @@ def test_a_rendered_request_masks_values_derived_from_secrets(sugar: SugarV1Crm)
     import hashlib
     assert hashlib.md5((PASSWORD + "Leads").encode()).hexdigest() not in body
     assert f">{MASK}</module_name>" in body
+
+
+def test_a_fault_is_rejected_with_its_words(app: Leadrelay, form_id: int,
+                                            sugar: SugarV1Crm) -> None:
+    sugar.set_entry_errors = ["fault"]
+    integrate(app, form_id, sugar)
+
+    attempt = deliver(app, form_id)["attempts"][0]
+
+    assert (attempt["outcome"], attempt["reason"]) == (
+        "rejected", "CRM refused the lead: SOAP fault Client: Invalid parameter: name_value_list")
