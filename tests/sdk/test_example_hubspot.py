@@ -125,3 +125,18 @@ def test_the_examples_own_tests_pass(hubspot_site: Path) -> None:
     # Then it passes: the whole connector contract and HubSpot's own cases
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+@pytest.mark.parametrize("tool", [["ruff", "check", "--no-cache", "."],
+                                  ["mypy", "--no-incremental"]])
+def test_the_example_passes_the_projects_own_checks(tool: list[str], tmp_path: Path) -> None:
+    # Given the example as it is in the repository, and the tools beside this Python
+    binary = Path(sys.executable).parent / tool[0]
+    if not binary.exists():
+        pytest.skip(f"{tool[0]} is not installed beside this Python")
+
+    # When ruff and mypy check it with its own configuration
+    done = run_with(tmp_path, [str(binary), *tool[1:]], cwd=HUBSPOT_EXAMPLE)
+
+    # Then there is nothing to fix
+    assert done.returncode == 0, done.stdout + done.stderr

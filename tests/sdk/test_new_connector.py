@@ -79,6 +79,31 @@ def test_the_generated_code_is_lint_clean(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_generated_code_is_type_clean(tmp_path: Path) -> None:
+    # Given a generated package
+    CliRunner().invoke(cli(), ["new-connector", "acme_crm", "-d", str(tmp_path)])
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    if mypy is None:
+        pytest.skip("mypy is not installed beside this Python")
+
+    # When mypy checks its code and its tests with the generated (strict) configuration
+    done = run_with(tmp_path, [mypy, "--no-incremental", ".", "--exclude", "build"],
+                    cwd=tmp_path / "leadrelay-connector-acme-crm")
+
+    # Then it finds nothing, against leadrelay's own type hints
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_generated_connector_does_not_claim_idempotency_it_cannot_know(
+    tmp_path: Path,
+) -> None:
+    # Whether a retry creates a second lead depends on the CRM, not on the skeleton
+    CliRunner().invoke(cli(), ["new-connector", "acme_crm", "-d", str(tmp_path)])
+    source = (tmp_path / "leadrelay-connector-acme-crm" / "src" / "leadrelay_connector_acme_crm"
+              / "connector.py").read_text()
+    assert "supports_idempotency_key = False" in source
+
+
 @pytest.mark.parametrize(
     ("raw", "name", "distribution", "module", "cls"),
     [("acme", "acme", "leadrelay-connector-acme", "leadrelay_connector_acme", "Acme"),

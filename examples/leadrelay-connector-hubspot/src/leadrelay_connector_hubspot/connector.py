@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import pydantic
 from leadrelay.engine import (
@@ -69,7 +69,7 @@ class HubSpotFormsConnector(Connector):
     # The Forms API has no idempotency key: the contract's key check is skipped.
     supports_idempotency_key = False
     #: "Status 200 AND JSON has key inlineMessage or redirectUri" (HubSpot's contract).
-    default_expectations: ClassVar[Mapping[str, Any]] = {
+    default_expectations: Mapping[str, Any] = {
         "combine": "all",
         "rules": [
             {"kind": "status", "in": [200]},
