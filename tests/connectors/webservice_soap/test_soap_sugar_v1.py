@@ -308,7 +308,18 @@ def test_no_surface_shows_the_secret_or_what_is_derived_from_it(
         app.clock.advance(600)  # type: ignore[attr-defined]
     assert app.inspect(delivery_id)["delivery"]["state"] == "not_integrated"
 
+    from fastapi.testclient import TestClient
+
+    from leadrelay.api import create_app
+
+    account_id = app.manage.get_form(form_id).account_id
+    key = {"Authorization": f"Bearer {app.keys.create(account_id, name='acme').secret}"}
+    with TestClient(create_app(app), raise_server_exceptions=False) as client:
+        api = [client.get(path, headers=key) for path in (
+            f"/v1/deliveries/{delivery_id}", f"/v1/integrations/{integration_id}")]
+    assert [r.status_code for r in api] == [200, 200]
     surfaces = {
+        "api": [r.text for r in api],
         "inspect": app.inspect(delivery_id),
         "show": describe_integration(app.manage.get_integration(integration_id)),
         "dry-run": app.replay(DeliveryFilter(state="not_integrated"), dry_run=True),
