@@ -71,3 +71,45 @@ def test_a_hanging_crm_goes_to_the_slow_lane_and_healthy_deliveries_go_on(
         assert app.broker.queues.get(SLOW_QUEUE) is not None
     finally:
         app.close()
+
+
+class _Runner:
+    """Stands in for the delivery runner: records what the slow lane runs."""
+
+    def __init__(self) -> None:
+        self.ran: list[list[int]] = []
+
+    def run_batch(self, ids: list[int], **_: object) -> list[object]:
+        self.ran.append(list(ids))
+        return []
+
+    def latency(self, integration_id: int) -> float | None:
+        return None
+
+
+def test_one_integration_holds_at_most_its_share_of_the_slow_lane() -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from leadrelay.engine.broker import Dispatcher
+    from leadrelay.engine.clock import FakeClock
+
+    # Given a slow lane where each integration may hold one thread, and integration 7
+    # already holding its one
+    broker = StubBroker()
+    runner = _Runner()
+    dispatcher = Dispatcher(broker, runner, FakeClock())  # type: ignore[arg-type]
+    try:
+        dispatcher.slow_cap = 1
+        dispatcher._slow_running[7] = 1
+        # When another slow delivery of 7 comes, and one of integration 8
+        dispatcher._deliver_slow([5], 7)
+        dispatcher._deliver_slow([6], 8)
+        # Then 8's is sent at once; 7's waits its turn on the queue, unsent and unclaimed
+        assert runner.ran == [[6]]
+        delayed = broker.queues[f"{SLOW_QUEUE}.DQ"]
+        assert delayed.qsize() == 1
+        assert dispatcher._slow_running[8] == 0  # given back once sent
+    finally:
+        dispatcher.announcer.close()
+        dispatcher.bulk_announcer.close()
+        broker.close()

@@ -261,6 +261,7 @@ class Leadrelay:
                 self.broker, queues={BULK_QUEUE}, worker_threads=bulk_threads(count),
                 worker_timeout=100,
             )
+            self.dispatcher.slow_cap = max(1, count // 2)
             self._worker.start()
             # Dramatiq warns when a second worker joins one broker; three are meant here.
             with _quiet(self.broker.logger, "same type twice"):

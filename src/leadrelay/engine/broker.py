@@ -9,6 +9,8 @@ decides when a delivery is tried again.
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -26,6 +28,10 @@ from .throttle import Gate
 QUEUE = "deliveries"
 #: How long a 429 without ``Retry-After`` pauses its integration for everyone (seconds).
 PAUSE_SECONDS = 1.0
+#: How long a slow-lane message waits when its integration has its share of the slow
+#: lane's threads already (at least, and at most; else its attempts' recent duration).
+SLOW_REQUEUE_SECONDS = 0.5
+MAX_SLOW_REQUEUE_SECONDS = 30.0
 #: The longest pause a 429 may impose on its integration (seconds).
 MAX_PAUSE = 3600.0
 ACTOR = "leadrelay.deliver"
@@ -104,6 +110,12 @@ class Dispatcher:
         self.bulk_announcer = Announcer(self._send_bulk, window=window)
         #: Rate limits and 429 pauses per integration (set by the engine; see throttle.py).
         self.gate: Gate | None = None
+        #: At most this many slow-lane attempts of one integration at once in this
+        #: process (set by ``start_worker``: half the slow lane's threads), so that two
+        #: hanging CRMs never hold every slow-lane thread between them; None: no cap.
+        self.slow_cap: int | None = None
+        self._slow_running: Counter[int] = Counter()
+        self._slow_lock = threading.Lock()
 
     def announce(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
         """Announce new ``(integration id, delivery id)`` pairs to the workers."""
@@ -143,7 +155,7 @@ class Dispatcher:
                 if not ids:
                     return
             if self.runner.slow(integration_id):
-                self._to_slow_lane(ids)
+                self._to_slow_lane(ids, integration_id)
                 return
             # More than this CRM's pace allows in one batch: the rest back to the queue,
             # in batches other threads take up at once.
@@ -156,18 +168,41 @@ class Dispatcher:
             if slow:
                 self._to_slow_lane(slow)
                 ids = [i for i in ids if i not in slow]
-        self.after(self.runner.run_batch(ids, spill=self._to_slow_lane))
+        self.after(self.runner.run_batch(
+            ids, spill=lambda spilled: self._to_slow_lane(spilled, integration_id)))
 
-    def _to_slow_lane(self, delivery_ids: list[int]) -> None:
+    def _to_slow_lane(self, delivery_ids: list[int], integration_id: int | None = None,
+                      *, delay_ms: int | None = None) -> None:
         for delivery_id in delivery_ids:  # one each: slow CRMs are worked on in parallel
-            self.slow_actor.send([delivery_id])
+            self.slow_actor.send_with_options(args=([delivery_id], integration_id),
+                                              delay=delay_ms)
 
     def _deliver_slow(
         self, delivery_ids: list[int] | int, integration_id: int | None = None
     ) -> None:
         ids = [delivery_ids] if isinstance(delivery_ids, int) else delivery_ids
-        for delivery_id in ids:
-            self.after(self.runner.run_batch([delivery_id]))
+        cap = self.slow_cap
+        if integration_id is None or cap is None:
+            for delivery_id in ids:
+                self.after(self.runner.run_batch([delivery_id]))
+            return
+        with self._slow_lock:
+            busy = self._slow_running[integration_id] >= cap
+            if not busy:
+                self._slow_running[integration_id] += 1
+        if busy:
+            # Its share of the slow lane is taken: back to the queue for about as long as
+            # one of its attempts takes, leaving the threads to other slow CRMs.
+            wait = self.runner.latency(integration_id) or SLOW_REQUEUE_SECONDS
+            self._to_slow_lane(ids, integration_id, delay_ms=int(
+                1000 * min(MAX_SLOW_REQUEUE_SECONDS, max(SLOW_REQUEUE_SECONDS, wait))))
+            return
+        try:
+            for delivery_id in ids:
+                self.after(self.runner.run_batch([delivery_id]))
+        finally:
+            with self._slow_lock:
+                self._slow_running[integration_id] -= 1
 
     def after(self, results: Iterable[AttemptResult | None]) -> None:
         """Schedule the next attempt of deliveries that will be retried."""

@@ -346,6 +346,10 @@ class DeliveryRunner:
             records,
         )
 
+    def latency(self, integration_id: int) -> float | None:
+        """Recent duration of this integration's attempts here (seconds), if any ran."""
+        return self._latency.get(integration_id)
+
     def batch_size(self, integration_id: int) -> int:
         """How many deliveries of this integration one message's batch should hold here,
         from its recent attempt durations (see :data:`BATCH_SECONDS`)."""
