@@ -220,3 +220,25 @@ def test_a_delivery_in_flight_during_a_change_finishes_with_the_revision_it_clai
     assert attempt["revision"] == 1  # created active 1; the change made 2
     assert attempt["exchanges"][0]["request"]["url"].endswith("/old")
     assert app.manage.get_integration(integration_id).revision == 2
+
+
+def test_an_integration_older_than_history_gets_a_baseline_at_its_first_change(
+    app: Leadrelay, form_id: int
+) -> None:
+    import sqlalchemy as sa
+
+    from leadrelay.engine.ledger import IntegrationRevision
+
+    integration_id = _integration(app, form_id, "http://crm.example/a")
+    # Given an integration made before the ledger kept history (no stored revision)
+    with app.ledger.session() as s:
+        s.execute(sa.delete(IntegrationRevision))
+    assert app.manage.history(integration_id)["revisions"] == []
+    # When it is first changed
+    app.manage.update_integration(integration_id, name="Renamed", actor="bob")
+    # Then what it was is kept as a baseline, and the change diffs against it
+    history = app.manage.history(integration_id, diff=(1, 2))
+    assert [(r["revision"], r["change"], r["actor"]) for r in history["revisions"]] == [
+        (2, "updated", "bob"), (1, "baseline", "unknown")]
+    assert history["diff"]["changes"] == [{"path": "name", "before": "CRM", "after": "Renamed"}]
+    assert history["diff"]["unchanged_secrets"] == ["config.auth.token"]

@@ -147,7 +147,8 @@ class IntegrationVerbs:
             if "name" in changes:
                 require_name(changes["name"], "name")
             rate = check_rate_limit(changes["rate_limit"]) if "rate_limit" in changes else None
-            before = revisions.shown(revisions.snapshot(integration, self.box))
+            previous = revisions.snapshot(integration, self.box)
+            before = revisions.shown(previous)
             if "name" in changes:
                 integration.name = changes["name"]
             integration.config = sealed
@@ -160,7 +161,7 @@ class IntegrationVerbs:
                 integration.rate_limit = rate
             now = self.clock.now()
             after = revisions.new_revision(s, integration, "updated", actor=actor, at=now,
-                                           box=self.box)
+                                           box=self.box, previous=previous)
             audit.record(s, actor=actor, action="integration.update",
                          object_type="integration", object_id=integration.id,
                          account_id=_account_id(s, integration), at=now, before=before,
@@ -307,6 +308,7 @@ class IntegrationVerbs:
         and an audit event. The released deliveries, to announce after commit."""
         now = self.clock.now()
         released: list[int] = []
+        previous = revisions.snapshot(integration, self.box)
         if active:
             self._check_cap(s, account_id)
             integration.active = True
@@ -315,7 +317,8 @@ class IntegrationVerbs:
             integration.active = False
             held.hold(s, integration.id)
         change = "activated" if active else "deactivated"
-        revisions.new_revision(s, integration, change, actor=actor, at=now, box=self.box)
+        revisions.new_revision(s, integration, change, actor=actor, at=now, box=self.box,
+                               previous=previous)
         audit.record(s, actor=actor, action=f"integration.{'activate' if active else 'deactivate'}",
                      object_type="integration", object_id=integration.id,
                      account_id=account_id, at=now, before={"active": not active},
@@ -338,12 +341,13 @@ class IntegrationVerbs:
 
     def _delete(self, s: Session, integration: Integration, account_id: int, actor: str,
                 now: datetime) -> None:
-        before = revisions.shown(revisions.snapshot(integration, self.box))
+        previous = revisions.snapshot(integration, self.box)
+        before = revisions.shown(previous)
         integration.active = False
         integration.archived_at = now
         discarded = held.discard(s, integration.id, held.DELETED_REASON, now, pending_too=True)
         after = revisions.new_revision(s, integration, "deleted", actor=actor, at=now,
-                                       box=self.box)
+                                       box=self.box, previous=previous)
         audit.record(s, actor=actor, action="integration.delete", object_type="integration",
                      object_id=integration.id, account_id=account_id, at=now, before=before,
                      after={**revisions.shown(after), "discarded": discarded})

@@ -21,6 +21,8 @@ from .errors import NotFound
 from .ledger import Integration, IntegrationRevision
 from .secrets import MASK, SecretBox, is_fingerprint, mask_fingerprints
 
+#: The change of a revision stored for an integration older than its history.
+BASELINE = "baseline"
 #: The settings a revision keeps, in the order a diff lists them.
 FIELDS = ("name", "connector", "config", "expectations", "retry", "realtime",
           "realtime_budget", "static_ip_pool", "active", "archived")
@@ -49,10 +51,23 @@ def shown(settings: dict[str, Any]) -> dict[str, Any]:
 
 def new_revision(
     s: Session, integration: Integration, change: str, *, actor: str, at: datetime,
-    box: SecretBox, bump: bool = True,
+    box: SecretBox, bump: bool = True, previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bump the integration's revision (unless ``bump``: its first) and store it; the
-    settings stored."""
+    settings stored.
+
+    An integration made before history was kept (ledger revision 0007) has no stored
+    revision: its first change stores ``previous`` (its settings before the change) as
+    a ``baseline`` of its current revision, by actor ``unknown``, so the change can be
+    diffed too.
+    """
+    if bump and previous is not None and s.scalar(
+        select(IntegrationRevision.id)
+        .where(IntegrationRevision.integration_id == integration.id).limit(1)
+    ) is None:
+        s.add(IntegrationRevision(integration_id=integration.id, revision=integration.revision,
+                                  change=BASELINE, actor="unknown", created_at=at,
+                                  settings=previous))
     if bump:
         integration.revision += 1
     integration.updated_at = at

@@ -538,7 +538,8 @@ class IntegrationRevision(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
     revision: Mapped[int] = mapped_column(Integer)
-    #: ``created``, ``updated``, ``activated``, ``deactivated``, ``deleted``.
+    #: ``created``, ``updated``, ``activated``, ``deactivated``, ``deleted`` (or
+    #: ``baseline``: what an integration older than history was before its first change).
     change: Mapped[str] = mapped_column(String(32))
     #: The API key's name, ``cli``, or another named actor (``settings file``).
     actor: Mapped[str] = mapped_column(String(200))
