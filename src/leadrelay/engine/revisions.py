@@ -1,7 +1,7 @@
 """Config history: a revision of an integration per change, and the diff of two.
 
 Each change (settings, expectations, retry policy, real-time flag and budget, static-IP
-pool, activation, deletion) bumps ``Integration.revision`` and stores the settings it
+pool, rate limit, activation, deletion) bumps ``Integration.revision`` and stores the settings it
 left behind, with who made it and when. Attempts record the revision they were sent
 with (``Attempt.revision``), so an attempt can be read against the settings it used.
 
@@ -25,7 +25,7 @@ from .secrets import MASK, SecretBox, is_fingerprint, mask_fingerprints
 BASELINE = "baseline"
 #: The settings a revision keeps, in the order a diff lists them.
 FIELDS = ("name", "connector", "config", "expectations", "retry", "realtime",
-          "realtime_budget", "static_ip_pool", "active", "archived")
+          "realtime_budget", "static_ip_pool", "rate_limit", "active", "archived")
 
 
 def snapshot(integration: Integration, box: SecretBox) -> dict[str, Any]:
@@ -39,6 +39,7 @@ def snapshot(integration: Integration, box: SecretBox) -> dict[str, Any]:
         "realtime": integration.realtime,
         "realtime_budget": integration.realtime_budget,
         "static_ip_pool": integration.static_ip_pool,
+        "rate_limit": integration.rate_limit,
         "active": integration.active,
         "archived": integration.archived_at is not None,
     }
