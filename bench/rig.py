@@ -92,6 +92,7 @@ class EngineSpec:
             secret_key=self.secret_key,
             plugins_file=Path(self.plugins_file) if self.plugins_file else None,
             worker_threads=self.worker_threads,
+            egress_allow=("127.0.0.1",),  # the bench's CRMs are on loopback
         )
 
     def build(self) -> Leadrelay:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
+from leadrelay.engine.egress import ENV_VAR
 from leadrelay.engine.secrets import SecretBox
 from leadrelay.engine.settings import Settings
 
@@ -29,6 +30,12 @@ REQUIRE_SERVICES = (
     os.environ.get("CI") == "true" or os.environ.get("LEADRELAY_REQUIRE_SERVICES") == "1"
 )
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The tests' CRMs, proxies and mail servers all listen on loopback: the test deployment
+#: allows 127.0.0.1 explicitly (everything else loopback or private stays refused), for the
+#: engines built here and, through the environment, for bare transports and the
+#: processes tests start.
+TEST_EGRESS_ALLOW = ("127.0.0.1",)
+os.environ[ENV_VAR] = ",".join(TEST_EGRESS_ALLOW)
 
 
 def _unavailable(service: str, error: Exception) -> None:
@@ -110,6 +117,7 @@ def test_settings(
         broker_url=broker_url,
         secret_key=SecretBox.generate_key(),
         plugins_file=plugins_file,
+        egress_allow=TEST_EGRESS_ALLOW,
     )
 
 

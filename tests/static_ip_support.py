@@ -230,7 +230,8 @@ def engine(tmp_path: Path, database_url: str, clock: object, plugins_toml: str |
         plugins_file = tmp_path / "plugins.toml"
         plugins_file.write_text(plugins_toml)
     settings = Settings(home=tmp_path, database_url=database_url, broker_url=None,
-                        secret_key=SecretBox.generate_key(), plugins_file=plugins_file)
+                        secret_key=SecretBox.generate_key(), plugins_file=plugins_file,
+                        egress_allow=("127.0.0.1",))
     return Leadrelay(settings, clock=clock)  # type: ignore[arg-type]
 
 

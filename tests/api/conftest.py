@@ -114,6 +114,7 @@ def environ(tmp_path: Path, database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADRELAY_")}
     env.update(LEADRELAY_HOME=str(tmp_path / "home"), LEADRELAY_DATABASE_URL=database_url,
                LEADRELAY_SECRET_KEY=SecretBox.generate_key(), LEADRELAY_SWEEP_INTERVAL="0.2",
-               LEADRELAY_PLUGINS_FILE=str(tmp_path / "plugins.toml"))
+               LEADRELAY_PLUGINS_FILE=str(tmp_path / "plugins.toml"),
+               LEADRELAY_EGRESS_ALLOW="127.0.0.1")
     (tmp_path / "plugins.toml").write_text("")
     return env

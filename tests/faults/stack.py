@@ -124,6 +124,7 @@ class Stack:
             "LEADRELAY_LOAD_PLUGINS": "",
             "LEADRELAY_SWEEP_INTERVAL": f"{SWEEP_INTERVAL:g}",
             "LEADRELAY_WORKER_THREADS": "4",
+            "LEADRELAY_EGRESS_ALLOW": "127.0.0.1",  # the hostile CRM and forwarder
         }
         if broker_url is not None:
             env["LEADRELAY_BROKER_URL"] = broker_url
@@ -132,7 +133,7 @@ class Stack:
         # broker, so what it submits reaches the workers as `leadrelay submit` would.
         self.app = Leadrelay(Settings(
             home=home, database_url=database_url, broker_url=broker_url, secret_key=key,
-            plugins_file=plugins,
+            plugins_file=plugins, egress_allow=("127.0.0.1",),
         ))
         self.ledger = LedgerView(database_url)
         self.ledger.install_audit()

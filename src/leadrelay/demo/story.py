@@ -92,7 +92,9 @@ def demo_settings(home: Path) -> Settings:
     ``plugins.toml`` is not read (the demo needs only the built-in ``http_post``).
     """
     base = Settings.from_env({"LEADRELAY_HOME": str(home)})
-    return dataclasses.replace(base, plugins_file=None, sweep_interval=0.5)
+    # The demo's CRMs listen on 127.0.0.1: the one address it allows besides public ones.
+    return dataclasses.replace(base, plugins_file=None, sweep_interval=0.5,
+                               egress_allow=("127.0.0.1",))
 
 
 class DemoStory:

@@ -20,6 +20,7 @@ from .apikeys import ApiKeys
 from .broker import BULK_QUEUE, QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
 from .delivery import AttemptResult, DeliveryRunner
+from .egress import EgressPolicy
 from .imports import Importer
 from .intake import Accepted, Intake, LeadIn
 from .lead_status import LeadStatus
@@ -63,6 +64,7 @@ class Leadrelay:
         routes: ProxyRoutes | None = None,
         graph: GraphSettings | None = None,
         plans_file: Path | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         """``plans_file``: the plans file (see :mod:`.plans`); by default
         ``LEADRELAY_PLANS_FILE``, or ``plans.toml`` in the home directory if there is one."""
@@ -70,14 +72,17 @@ class Leadrelay:
         self.clock = clock or SystemClock()
         plugins_file = self.settings.plugins()
         self.plugins = plugins or Plugins(plugins_file.connectors)
-        self.routes = routes or _routes_from(plugins_file.proxies, self.clock)
+        #: Where integrations may connect (``LEADRELAY_EGRESS_ALLOW``; see :mod:`.egress`).
+        self.egress = egress or self.settings.egress()
+        self.routes = routes or _routes_from(plugins_file.proxies, self.clock, self.egress)
         self.box = SecretBox(self.settings.secret_key)
         self.ledger = Ledger(self.settings.database_url)
-        self.runtimes = RuntimeCache(self.plugins, self.box, self.routes)
+        self.runtimes = RuntimeCache(self.plugins, self.box, self.routes, egress=self.egress)
         self.manage = Management(
             self.ledger, self.plugins, self.box, self.clock, self.routes,
             plans_source=PlansSource(plans_file_path(self.settings.home)
                                      if plans_file is None else plans_file),
+            egress=self.egress,
         )
         self.intake = Intake(self.ledger, self.clock)
         self.runner = DeliveryRunner(
@@ -362,8 +367,8 @@ def _quiet(logger: logging.Logger, text: str) -> Iterator[None]:
         logger.removeFilter(keep)
 
 
-def _routes_from(proxies: Any, clock: Clock) -> ProxyRoutes:
+def _routes_from(proxies: Any, clock: Clock, egress: EgressPolicy) -> ProxyRoutes:
     """The static-IP pools of ``plugins.toml``, validated: a bad pool stops the engine here."""
     from .proxies import StaticIpPools
 
-    return StaticIpPools.from_config(proxies, clock=clock)
+    return StaticIpPools.from_config(proxies, clock=clock, egress=egress)

@@ -128,6 +128,14 @@ class Connector(abc.ABC):
         """
         return expectations
 
+    def targets(self) -> list[tuple[str, str]]:
+        """``(field, URL)`` of each address the integration's config sends to, which the
+        engine checks against the egress policy on create and update (:mod:`.egress`):
+        a literal or resolving host in a refused range, or inline credentials, are
+        refused there. Connections are checked again when made, whatever this says.
+        The default names none."""
+        return []
+
     # -- delivery time --------------------------------------------------------------
 
     @abc.abstractmethod

@@ -32,6 +32,7 @@ from .errors import (
     DeliveryError,
     LeadrelayError,
     ProxyFailure,
+    RefusedTarget,
     RejectedError,
     ThrottledError,
     TransientError,
@@ -757,7 +758,9 @@ def attempt(runtime: IntegrationRuntime, lead: LeadEnvelope, http: object) -> Ve
 
 def verdict_for_error(exc: DeliveryError) -> Verdict:
     """The verdict for a delivery error raised before a response could be judged."""
-    if isinstance(exc, ProxyFailure):
+    if isinstance(exc, RefusedTarget):
+        outcome, by = Outcome.REFUSED_TARGET, "egress policy"
+    elif isinstance(exc, ProxyFailure):
         outcome, by = Outcome.PROXY_ERROR, f"proxy {exc.proxy}"
     elif isinstance(exc, ThrottledError):
         outcome, by = Outcome.THROTTLED, "throttled"

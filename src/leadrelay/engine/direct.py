@@ -35,6 +35,7 @@ from urllib3.exceptions import InvalidHeader as _Urllib3InvalidHeader
 from urllib3.exceptions import ProxyError as _Urllib3ProxyError
 from urllib3.exceptions import SSLError as _Urllib3SSLError
 
+from .egress import GuardedAdapter
 from .reading import read_body
 from .wire import RenderedRequest
 
@@ -74,8 +75,9 @@ def send_direct(
             or any(session.hooks.values())):
         return None
     adapter = session.get_adapter(url)
-    if type(adapter) is not requests.adapters.HTTPAdapter or not _ADAPTER_HOOKS.isdisjoint(
-            vars(adapter)):
+    if (not isinstance(adapter, requests.adapters.HTTPAdapter)
+            or type(adapter) not in _PLAIN_ADAPTERS
+            or not _ADAPTER_HOOKS.isdisjoint(vars(adapter))):
         return None
     try:
         parsed = urllib3.util.parse_url(url)
@@ -184,6 +186,10 @@ def _prepared(session: requests.Session, request: RenderedRequest) -> requests.P
         request.method.upper(), request.url, headers=dict(request.headers),
         data=request.body or {}))
 
+
+#: Adapters whose ``send`` adds nothing the pool's ``urlopen`` lacks for a request without
+#: proxy (the egress check is in the pool's connections, so the direct path keeps it).
+_PLAIN_ADAPTERS = frozenset({requests.adapters.HTTPAdapter, GuardedAdapter})
 
 #: ``HTTPAdapter`` methods whose replacement on the adapter itself (a wrapper that counts
 #: or records what is sent) the direct path would bypass: such an adapter sends it all.

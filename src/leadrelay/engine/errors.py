@@ -122,6 +122,11 @@ class ProxyFailure(TransientError):
         self.proxy = proxy
 
 
+class RefusedTarget(DeliveryError):
+    """The egress policy refused the address a request would connect to (loopback,
+    private, metadata...; see :mod:`.egress`). Nothing was sent; never retried."""
+
+
 class RejectedError(DeliveryError):
     """The CRM answered and said no (a validation fault, a refused record).
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, held, revisions
 from .audit import CLI_ACTOR, check_actor
-from .errors import BadInput, ConfigError, PlanLimitError
+from .errors import BadInput, ConfigError, PlanLimitError, RefusedTarget
 from .expectations import Expectations
 from .ledger import Account, Form, Integration
 from .lookup import get_row, not_archived, require_name
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from .clock import Clock
+    from .egress import EgressPolicy
     from .ledger import Ledger
     from .plugins import Plugins
     from .runtime import ProxyRoutes
@@ -51,6 +52,7 @@ class IntegrationVerbs:
     box: SecretBox
     clock: Clock
     routes: ProxyRoutes
+    egress: EgressPolicy
     announce: Callable[[Iterable[tuple[int | None, int]]], None]
     queued: Callable[[], bool]
 
@@ -363,14 +365,23 @@ class IntegrationVerbs:
         if not isinstance(connector, str) or not connector:
             raise BadInput("connector: required", field="connector")
         instance = self.plugins.build(connector, config)
+        try:
+            for where, url in instance.targets():
+                self.egress.check_url(url, field=where)
+        except ConfigError:
+            instance.close()
+            raise
         transport = Transport(
             timeouts=timeouts_from(self.plugins.settings_for(connector), instance.config),
             proxy_route=self.routes.route(static_ip_pool) if static_ip_pool else None,
+            egress=self.egress,
         )
         try:
             instance.check(transport.client(Redactor(secret_values(instance.config))))
             # A connector may refuse to leave success to a generic default, or derive one.
             settled = instance.settle_expectations(expectations or None)
+        except RefusedTarget as exc:  # a fetch the check made (a WSDL, a redirect hop)
+            raise ConfigError(f"config: {exc}", field="config") from None
         finally:
             instance.close()
             transport.close()

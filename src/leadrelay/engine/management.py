@@ -20,6 +20,7 @@ from .audit import CLI_ACTOR, check_actor
 from .clock import Clock
 from .digest.addresses import check_address
 from .digest.settings import check_hours
+from .egress import EgressPolicy, default_policy
 from .errors import BadInput
 from .forms import (
     check_origins,
@@ -66,9 +67,12 @@ class Management(IntegrationVerbs):
         routes: ProxyRoutes | None = None,
         *,
         plans_source: PlansSource | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.ledger, self.plugins, self.box, self.clock = ledger, plugins, box, clock
         self.routes = routes or ProxyRoutes()
+        #: Where integrations may connect: checked on create and update (:mod:`.egress`).
+        self.egress = egress or default_policy()
         self.plans_source = plans_source or PlansSource(None)
         #: Told the deliveries released by an activation, after commit (the engine
         #: announces them to its workers).

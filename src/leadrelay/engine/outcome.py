@@ -21,6 +21,8 @@ class Outcome(enum.StrEnum):
     """HTTP 429: try again, no sooner than ``Retry-After``."""
     PROXY_ERROR = "proxy_error"
     """The static-IP proxy failed; the CRM was not judged."""
+    REFUSED_TARGET = "refused_target"
+    """The egress policy refused the CRM's address: nothing was sent; never retried."""
 
     @property
     def is_success(self) -> bool:

@@ -33,6 +33,7 @@ due, the next request that needs the pool probes it first — no thread, no slee
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -47,7 +48,8 @@ from urllib.parse import quote, urlsplit
 import pydantic
 
 from .clock import Clock, SystemClock
-from .errors import ConfigError
+from .egress import EgressPolicy, default_policy, guarded_session
+from .errors import ConfigError, RefusedTarget
 from .retry import parse_duration
 from .runtime import ProxyRoutes
 
@@ -262,8 +264,14 @@ class Proxy:
 Probe = Callable[[Proxy, HealthCheck], "str | None"]
 
 
-def probe(proxy: Proxy, check: HealthCheck) -> str | None:
-    """The default health probe: a TCP connect, or a GET of ``check.url`` through the proxy."""
+def probe(proxy: Proxy, check: HealthCheck, *, egress: EgressPolicy | None = None
+          ) -> str | None:
+    """The default health probe: a TCP connect, or a GET of ``check.url`` through the proxy.
+
+    The proxy is the operator's and is connected to as declared; the URL fetched through
+    it goes through the egress policy (``egress``, else :func:`~.egress.default_policy`)
+    like any CRM's: a refused target is reported, never fetched.
+    """
     if check.url is None:
         try:
             with socket.create_connection((proxy.host, proxy.port), timeout=check.timeout):
@@ -272,14 +280,18 @@ def probe(proxy: Proxy, check: HealthCheck) -> str | None:
             return exc.strerror or type(exc).__name__
     import requests
 
-    with requests.Session() as s:
-        s.trust_env = False
+    with guarded_session(egress) as s:
         try:
             r = s.get(check.url, proxies={"http": proxy.url, "https": proxy.url},
                       timeout=check.timeout, allow_redirects=False)
+        except RefusedTarget as exc:
+            return str(exc)
         except requests.RequestException as exc:
             return type(exc).__name__
     return None if r.status_code < 400 else f"health check answered HTTP {r.status_code}"
+
+
+_PROBE = probe
 
 
 class ProxyPool:
@@ -380,15 +392,29 @@ class StaticIpPools(ProxyRoutes):
         *,
         clock: Clock | None = None,
         env: Mapping[str, str] | None = None,
-        probe: Probe = probe,
+        probe: Probe | None = None,
+        egress: EgressPolicy | None = None,
     ) -> StaticIpPools:
         """Pools from the ``[proxies]`` table, with passwords read from ``env`` (``os.environ``).
 
-        :raises ConfigError: an invalid table, or a ``password_env`` that is not set.
+        A health check's ``url`` is checked against ``egress`` (the deployment's policy)
+        here, and fetched through it by the default probe.
+
+        :raises ConfigError: an invalid table, a ``password_env`` that is not set, or a
+            health-check URL the egress policy refuses.
         """
         env = os.environ if env is None else env
+        policy = egress or default_policy()
+        if probe is None:
+            probe = functools.partial(_PROBE, egress=policy)
         pools = {}
         for name, cfg in parse_pools(table).items():
+            if cfg.health_check.url is not None:
+                where = f"proxies.{name}.health_check.url"
+                try:
+                    policy.check_url(cfg.health_check.url, field=where)
+                except ConfigError as exc:
+                    raise ConfigError(f"plugins.toml: {exc}", field=where) from None
             proxies = [_resolve(p, env, f"proxies.{name}.proxies[{i}]")
                        for i, p in enumerate(cfg.proxies)]
             pools[name] = ProxyPool(name, proxies, cfg.health_check, clock=clock, probe=probe)

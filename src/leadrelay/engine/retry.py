@@ -186,15 +186,16 @@ def next_due(
 ) -> datetime | None:
     """When to try again after failed attempt number ``attempt`` (1-based), or None to give up.
 
-    An accepted outcome never retries; a rejection retries only when the policy
-    says so and it is not ``final`` (declared so by a rule or the connector). A
-    throttled delivery waits at least ``floor``; throttled, transient and proxy
-    failures wait at least the CRM's ``Retry-After`` (clamped to
-    ``max_retry_after``). The wait, jitter included, is never more than
-    :data:`MAX_DELAY`, and this never raises: out-of-range values are clamped
-    (a ``NaN`` counts as the longest wait, the safe side for a CRM).
+    An accepted outcome, and a target the egress policy refused, never retry; a
+    rejection retries only when the policy says so and it is not ``final``
+    (declared so by a rule or the connector). A throttled delivery waits at least
+    ``floor``; throttled, transient and proxy failures wait at least the CRM's
+    ``Retry-After`` (clamped to ``max_retry_after``). The wait, jitter included, is
+    never more than :data:`MAX_DELAY`, and this never raises: out-of-range values
+    are clamped (a ``NaN`` counts as the longest wait, the safe side for a CRM).
     """
-    if outcome is Outcome.ACCEPTED or attempt >= policy.max_attempts:
+    if (outcome is Outcome.ACCEPTED or outcome is Outcome.REFUSED_TARGET
+            or attempt >= policy.max_attempts):
         return None
     if outcome is Outcome.REJECTED and (final or not policy.retry_rejected):
         return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .connector import Connector
+from .egress import EgressPolicy
 from .errors import ConfigError
 from .expectations import Expectations
 from .ledger.models import Integration
@@ -57,10 +58,13 @@ class ProxyRoutes:
 class RuntimeCache:
     """Thread-safe cache of :class:`IntegrationRuntime` keyed by (integration, revision)."""
 
-    def __init__(self, plugins: Plugins, box: SecretBox, routes: ProxyRoutes | None = None):
+    def __init__(self, plugins: Plugins, box: SecretBox, routes: ProxyRoutes | None = None,
+                 *, egress: EgressPolicy | None = None):
         self.plugins = plugins
         self.box = box
         self.routes = routes or ProxyRoutes()
+        #: Where the integrations' transports may connect (:mod:`.egress`).
+        self.egress = egress
         self._items: dict[int, IntegrationRuntime] = {}
         self._lock = threading.Lock()
 
@@ -73,7 +77,8 @@ class RuntimeCache:
             current = self._items.get(integration.id)
             if current is not None and current.revision == integration.revision:
                 return current
-            fresh = build_runtime(integration, self.plugins, self.box, self.routes)
+            fresh = build_runtime(integration, self.plugins, self.box, self.routes,
+                                  egress=self.egress)
             self._items[integration.id] = fresh
         if current is not None:
             current.close()
@@ -88,7 +93,8 @@ class RuntimeCache:
 
 
 def build_runtime(
-    integration: Integration, plugins: Plugins, box: SecretBox, routes: ProxyRoutes
+    integration: Integration, plugins: Plugins, box: SecretBox, routes: ProxyRoutes,
+    *, egress: EgressPolicy | None = None,
 ) -> IntegrationRuntime:
     """Build the runtime of one integration from its ledger row."""
     connector = plugins.build(integration.connector, box.unseal(integration.config))
@@ -101,6 +107,7 @@ def build_runtime(
         proxy_route=routes.route(integration.static_ip_pool)
         if integration.static_ip_pool
         else None,
+        egress=egress,
     )
     return IntegrationRuntime(
         integration_id=integration.id,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .egress import ENV_VAR, EgressPolicy, default_policy
 from .errors import ConfigError
 from .limits import DEFAULT_LEASE_SECONDS, LEASE_MARGIN, MAX_ATTEMPT_SECONDS, MIN_LEASE_SECONDS
 from .secrets import SecretBox
@@ -91,6 +92,10 @@ class Settings:
     digest_from: str = "leadrelay@localhost.localdomain"
     #: The HTTP API's base URL as its users reach it, for the digest's links.
     public_url: str | None = None
+    #: Addresses and networks of refused ranges (loopback, private...) integrations may
+    #: still reach (``LEADRELAY_EGRESS_ALLOW``; see :mod:`.egress`). Empty: public only;
+    #: None: what ``LEADRELAY_EGRESS_ALLOW`` of this process's environment says.
+    egress_allow: tuple[str, ...] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,8 +135,15 @@ class Settings:
                                    SWEEP_INTERVAL_RANGE, unit="seconds"),
             lease_seconds=_lease(env),
             worker_threads=_whole(env, "LEADRELAY_WORKER_THREADS", 8, WORKER_THREADS_RANGE),
+            egress_allow=_egress_allow(env),
             **_digest_settings(env),
         )
+
+    def egress(self) -> EgressPolicy:
+        """The egress policy of :attr:`egress_allow`."""
+        if self.egress_allow is None:
+            return default_policy()
+        return EgressPolicy(self.egress_allow)
 
     def plugins(self) -> PluginsFile:
         """The parsed ``plugins.toml``."""
@@ -176,6 +188,12 @@ def _whole(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, i
 def _shown(raw: str) -> str:
     text = repr(raw)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _egress_allow(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``LEADRELAY_EGRESS_ALLOW``, each entry checked (a bad one named)."""
+    policy = EgressPolicy.parse(env.get(ENV_VAR))
+    return tuple(str(n) for n in policy.allow)
 
 
 def _digest_settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -33,7 +33,8 @@ import requests.adapters
 from . import deadline as _deadline
 from .deadline import Deadline
 from .direct import Answer, send_direct
-from .errors import ProxyFailure, TransientError
+from .egress import EgressPolicy, GuardedAdapter, default_policy
+from .errors import ProxyFailure, RefusedTarget, TransientError
 from .limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from .reading import ACCEPT_ENCODING, BrokenAnswer, read_body
 from .secrets import Redactor
@@ -91,13 +92,13 @@ class ProxyUnavailable(ProxyFailure):
 _NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
-class _RoutedAdapter(requests.adapters.HTTPAdapter):
+class _RoutedAdapter(GuardedAdapter):
     """Sends what a library sends on the session itself (zeep fetching a WSDL or an XSD)
     through the proxy route too: a static-IP integration never egresses directly.
     """
 
-    def __init__(self, route: ProxyRoute, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, route: ProxyRoute, policy: EgressPolicy, **kwargs: Any) -> None:
+        super().__init__(policy, **kwargs)
         self.route = route
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
@@ -108,7 +109,7 @@ class _RoutedAdapter(requests.adapters.HTTPAdapter):
         delayed ACK, ~40 ms per POST (measured: 22 deliveries/s through proxy.py).
         """
         proxy_kwargs.setdefault("socket_options", _NODELAY)
-        return _deadline.install(super().proxy_manager_for(proxy, **proxy_kwargs))
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, verify: Any = True, cert: Any = None,
@@ -131,7 +132,9 @@ class _RoutedAdapter(requests.adapters.HTTPAdapter):
 
 
 class Transport:
-    """One integration's HTTP machinery: a reused session, timeouts, optional proxy route."""
+    """One integration's HTTP machinery: a reused session, timeouts, optional proxy route,
+    and the egress policy every connection of its session opens through (:mod:`.egress`;
+    :func:`~.egress.default_policy` when none is given)."""
 
     def __init__(
         self,
@@ -139,8 +142,11 @@ class Transport:
         timeouts: Timeouts | None = None,
         proxy_route: ProxyRoute | None = None,
         pool_size: int = 16,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.timeouts = timeouts or Timeouts()
+        #: Where this transport's connections may go.
+        self.egress = egress or default_policy()
         #: Seconds each attempt may take in all (see :mod:`.limits`).
         self.deadline_seconds = self.timeouts.deadline
         self.proxy_route = proxy_route
@@ -152,11 +158,11 @@ class Transport:
         #: Connection pools of the direct path, per origin (direct.py).
         self.pools: dict[tuple[Any, ...], Any] = {}
         adapter = (
-            requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+            GuardedAdapter(self.egress, pool_connections=4, pool_maxsize=pool_size)
             if proxy_route is None
-            else _RoutedAdapter(proxy_route, pool_connections=4, pool_maxsize=pool_size)
+            else _RoutedAdapter(proxy_route, self.egress, pool_connections=4,
+                                pool_maxsize=pool_size)
         )
-        _deadline.install(adapter.poolmanager)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -222,6 +228,7 @@ class HttpClient:
         (:class:`ProxyUnavailable`) is marked down and the next one is tried;
         any other proxy failure may have reached the CRM, so it ends the attempt.
 
+        :raises RefusedTarget: the egress policy refused the CRM's address; nothing sent.
         :raises ProxyFailure: the proxies failed (every one, when each was unavailable).
         :raises TransientError: timeout (the attempt's deadline included), connection
             failure, or an answer that could not be read whole.
@@ -280,6 +287,9 @@ class HttpClient:
             )
             if answer is None:
                 answer = self._send_requests(request, connect, read, proxy)
+        except RefusedTarget as exc:
+            exchange.error = str(exc)
+            raise
         except BrokenAnswer as exc:
             if exc.timed_out:
                 # Through a proxy too: the CRM may have the lead, as for a read timeout.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from soap_crm import SoapCrm, serve
+from soap_crm import WSDL_DIR, SoapCrm, serve
 
 import leadrelay.connectors.webservice_soap as soap_plugin
 from leadrelay.connectors.webservice_soap.wsdl import CLIENTS
@@ -26,9 +27,12 @@ def soap_crm() -> Iterator[SoapCrm]:
 
 
 @pytest.fixture
-def plugins() -> Plugins:
-    """Plugins with the SOAP connector registered the way an entry point would."""
-    return Plugins(load_entry_points=False, extra_plugins=[soap_plugin])
+def plugins(tmp_path: Path) -> Plugins:
+    """Plugins with the SOAP connector registered the way an entry point would; local
+    WSDLs are read from the fixtures and the test's own directory only (``wsdl_dirs``)."""
+    dirs = [str(WSDL_DIR), str(tmp_path)]
+    return Plugins({"webservice_soap": {"wsdl_dirs": dirs}}, load_entry_points=False,
+                   extra_plugins=[soap_plugin])
 
 
 @pytest.fixture(autouse=True)

@@ -67,7 +67,7 @@ def test_real_wsdls_load_without_network(wsdl: Path) -> None:
     session, adapter = offline_session()
 
     # When the WSDL is loaded (Sugar's imports soapenc and wsdl schemas by URL)
-    client = build_client(str(wsdl), FetchOptions(session))
+    client = build_client(str(wsdl), FetchOptions(session, file_dirs=(WSDL_DIR.resolve(),)))
 
     # Then it parsed, and nothing was asked of the network
     assert client.wsdl.services
@@ -186,7 +186,8 @@ def test_concurrent_first_use_builds_once() -> None:
 
     def load() -> None:
         barrier.wait()
-        results.append(CLIENTS.get(str(SUGAR_WSDL), FetchOptions(session)))
+        results.append(CLIENTS.get(str(SUGAR_WSDL),
+                                   FetchOptions(session, file_dirs=(WSDL_DIR.resolve(),))))
 
     threads = [threading.Thread(target=load) for _ in range(8)]
     for t in threads:

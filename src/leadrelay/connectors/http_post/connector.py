@@ -116,6 +116,10 @@ class HttpPostConnector(Connector):
         )
         self._headers = headers
 
+    def targets(self) -> list[tuple[str, str]]:
+        """The CRM's URL."""
+        return [("config.url", str(self.config.url))]
+
     def render(self, lead: LeadEnvelope) -> RenderedRequest:
         """The POST for ``lead``: mapped fields, encoded as configured."""
         fields = self.config.fields.apply(lead.fields, lead.metadata())

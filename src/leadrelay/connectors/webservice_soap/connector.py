@@ -247,6 +247,13 @@ class SoapConnector(Connector):
             f"not mean the CRM took the lead: give expectations and a reference, e.g. "
             f"{example} (its answer's fields: {listing(fields)})", field="expectations")
 
+    def targets(self) -> list[tuple[str, str]]:
+        """The WSDL's URL (not a local path) and the configured endpoint."""
+        found = [("config.wsdl", self.config.wsdl)] if is_url(self.config.wsdl) else []
+        if self.config.endpoint:
+            found.append(("config.endpoint", self.config.endpoint))
+        return found
+
     def check(self, http: HttpClient | None = None) -> None:
         """Load the WSDL and check the service, operations, arguments and headers against it.
 
@@ -272,15 +279,18 @@ class SoapConnector(Connector):
             return self._prepared
 
     def _check_wsdl_location(self) -> None:
-        """With ``wsdl_dirs`` in ``plugins.toml``, an uploaded WSDL must live under one of them."""
-        dirs = self.settings.get("wsdl_dirs")
-        if not dirs or is_url(self.config.wsdl):
+        """A local WSDL must live under one of the ``wsdl_dirs`` of ``plugins.toml``: without
+        them, only URLs are accepted (an account must not make the server read its files)."""
+        if is_url(self.config.wsdl):
             return
         raw = self.config.wsdl.removeprefix("file://")
         path = Path(raw).expanduser().resolve()
-        if not any(path.is_relative_to(Path(d).expanduser().resolve()) for d in dirs):
+        if not any(path.is_relative_to(d) for d in self._wsdl_dirs()):
             raise ConfigError("config.wsdl: a local WSDL must be in one of the directories "
                               "plugins.toml allows (wsdl_dirs)", field="wsdl")
+
+    def _wsdl_dirs(self) -> tuple[Path, ...]:
+        return tuple(Path(d).expanduser().resolve() for d in self.settings.get("wsdl_dirs") or ())
 
     def _fetch_options(self, session: Any, http: HttpClient | None) -> FetchOptions:
         timeouts = http.transport.timeouts if http is not None else None
@@ -293,7 +303,8 @@ class SoapConnector(Connector):
             timeouts = self._own_transport.timeouts
         timeouts = timeouts or self._timeouts()
         return FetchOptions(session, timeouts.connect,
-                            max(self.config.wsdl_timeout, timeouts.read))
+                            max(self.config.wsdl_timeout, timeouts.read),
+                            file_dirs=self._wsdl_dirs())
 
     def _timeouts(self) -> Timeouts:
         base = Timeouts()

@@ -31,6 +31,8 @@ import zeep.transports
 from lxml import etree
 from zeep.exceptions import Error as ZeepError
 
+from leadrelay.engine.errors import RefusedTarget
+
 #: Schemas imported by URL that are served from the package, never fetched.
 LOCAL_SCHEMAS: dict[str, str] = {
     "http://schemas.xmlsoap.org/soap/encoding/": "soapenc-1.1.xsd",
@@ -58,6 +60,8 @@ class FetchOptions:
     session: requests.Session | None
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    #: The directories local documents (a WSDL, the schemas it imports) may be read from.
+    file_dirs: tuple[Path, ...] = ()
 
 
 def _local_schema(url: str) -> bytes | None:
@@ -105,8 +109,12 @@ class _LoaderTransport(zeep.transports.Transport):
             # A WSDL fetched over HTTP must not make us read the server's files.
             raise WsdlInvalid(f"a remote WSDL may not import the local document {url!r}")
         path = url[len("file://"):] if scheme == "file" else url
+        resolved = Path(os.path.expanduser(path)).resolve()
+        if not any(resolved.is_relative_to(d) for d in self._options.file_dirs):
+            raise WsdlInvalid(f"{path} is outside the directories plugins.toml allows "
+                              f"(wsdl_dirs)")
         try:
-            content = Path(os.path.expanduser(path)).read_bytes()
+            content = resolved.read_bytes()
         except OSError as exc:
             raise WsdlInvalid(f"cannot read {path}: {exc.strerror or exc}") from None
         return _well_formed(content, path)
@@ -131,6 +139,8 @@ class _LoaderTransport(zeep.transports.Transport):
                         raise WsdlInvalid(f"{url}: larger than {MAX_DOCUMENT_BYTES} bytes")
                     chunks.append(chunk)
                 return b"".join(chunks)
+        except RefusedTarget as exc:  # this URL, or a redirect hop, is a refused address
+            raise WsdlUnreachable(f"{url}: {exc}") from None
         except requests.exceptions.Timeout:
             raise WsdlUnreachable(f"{url}: no answer within the timeout") from None
         except requests.exceptions.RequestException as exc:

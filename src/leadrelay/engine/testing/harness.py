@@ -81,7 +81,8 @@ class ContractEngine:
         self.plugins = Plugins({connector: table})
         self.app = Leadrelay(
             Settings(home=home, database_url=f"sqlite:///{home / 'ledger.db'}",
-                     broker_url=None, secret_key=SecretBox.generate_key(), plugins_file=None),
+                     broker_url=None, secret_key=SecretBox.generate_key(), plugins_file=None,
+                     egress_allow=("127.0.0.1",)),  # the contract suite's CRMs: loopback
             clock=self.clock, plugins=self.plugins,
         )
         account = self.app.manage.create_account("Contract", "owner@contract.test",
