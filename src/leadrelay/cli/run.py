@@ -160,6 +160,10 @@ def _require_broker(verb: str) -> None:
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from leadrelay.engine.secrets import install_log_filter
+
+    # Every record the service writes is redacted, the libraries' DEBUG lines included.
+    install_log_filter(*logging.getLogger().handlers)
     if level != "debug":
         # Alembic narrates every start at INFO, APScheduler every job run: noise in a
         # service log.

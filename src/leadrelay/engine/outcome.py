@@ -64,7 +64,7 @@ class Verdict:
 
     def redacted(self, text: Callable[[str], str]) -> Verdict:
         """This verdict with ``text`` (a redactor) applied to everything a CRM's
-        answer can reach: the reason and what each rule saw."""
+        answer can reach: the reason, what each rule saw, and the CRM reference."""
         trace = tuple(
             RuleTrace(
                 t.rule,
@@ -74,7 +74,8 @@ class Verdict:
             )
             for t in self.trace
         )
-        return replace(self, reason=text(self.reason), trace=trace)
+        reference = text(self.crm_reference) if self.crm_reference else self.crm_reference
+        return replace(self, reason=text(self.reason), trace=trace, crm_reference=reference)
 
     def trace_dicts(self) -> list[dict[str, Any]]:
         """The trace as JSON-ready dicts."""

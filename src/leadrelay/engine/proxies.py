@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
@@ -341,6 +341,17 @@ class ProxyPool:
                 self.mark_up(n)
         down = self._down
         return [c for c in self._all if c[0] not in down] + [c for c in self._all if c[0] in down]
+
+    def secrets(self) -> set[str]:
+        """The proxies' passwords (and ``user:password``), for redaction: an echoed
+        ``Proxy-Authorization`` must not show them in any form."""
+        found: set[str] = set()
+        for p in self.proxies:
+            parts = urlsplit(p.url)
+            if parts.password:
+                password = unquote(parts.password)
+                found.update((password, f"{unquote(parts.username or '')}:{password}"))
+        return found
 
     def mark_down(self, name: str) -> None:
         """``name`` failed: try it last until its health check passes or it carries a request."""

@@ -19,7 +19,7 @@ from .ledger.models import Integration
 from .limits import MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from .plugins import Plugins
 from .retry import RetryPolicy, parse_duration
-from .secrets import Redactor, SecretBox, secret_values
+from .secrets import Redactor, SecretBox, install_log_filter, remember, secret_values
 from .transport import ProxyRoute, Timeouts, Transport
 
 
@@ -56,7 +56,10 @@ class ProxyRoutes:
 
 
 class RuntimeCache:
-    """Thread-safe cache of :class:`IntegrationRuntime` keyed by (integration, revision)."""
+    """Thread-safe cache of :class:`IntegrationRuntime` keyed by (integration, revision).
+
+    Their redactors also redact this process's log records (:class:`~.secrets.SecretLogFilter`
+    on the request-logging libraries' loggers)."""
 
     def __init__(self, plugins: Plugins, box: SecretBox, routes: ProxyRoutes | None = None,
                  *, egress: EgressPolicy | None = None):
@@ -65,6 +68,7 @@ class RuntimeCache:
         self.routes = routes or ProxyRoutes()
         #: Where the integrations' transports may connect (:mod:`.egress`).
         self.egress = egress
+        install_log_filter()
         self._items: dict[int, IntegrationRuntime] = {}
         self._lock = threading.Lock()
 
@@ -102,13 +106,16 @@ def build_runtime(
         integration.expectations, plugins.expectation_kinds, default=connector.default_expectations
     )
     settings = plugins.settings_for(integration.connector)
+    route = routes.route(integration.static_ip_pool) if integration.static_ip_pool else None
     transport = Transport(
         timeouts=timeouts_from(settings, connector.config),
-        proxy_route=routes.route(integration.static_ip_pool)
-        if integration.static_ip_pool
-        else None,
+        proxy_route=route,
         egress=egress,
     )
+    secrets = secret_values(connector.config)
+    proxy_secrets = getattr(route, "secrets", None)
+    if proxy_secrets is not None:
+        secrets |= proxy_secrets()
     return IntegrationRuntime(
         integration_id=integration.id,
         revision=integration.revision,
@@ -116,7 +123,7 @@ def build_runtime(
         transport=transport,
         expectations=expectations,
         policy=RetryPolicy.parse(integration.retry_policy),
-        redactor=Redactor(secret_values(connector.config)),
+        redactor=remember(Redactor(secrets)),
     )
 
 

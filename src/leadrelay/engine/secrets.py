@@ -8,11 +8,18 @@ secrets become :data:`MASK`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import html
+import json
+import logging
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
+from xml.sax.saxutils import escape as xml_escape
 
 import pydantic
 from cryptography.fernet import Fernet, InvalidToken
@@ -83,8 +90,21 @@ def redacted(config: pydantic.BaseModel) -> dict[str, Any]:
 
 
 def redact_stored(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A sealed (stored) config with its encrypted secrets shown as :data:`MASK`."""
-    return _unwalk(stored, lambda _token: MASK)
+    """A sealed (stored) config with its encrypted secrets shown as :data:`MASK`, and the
+    credentials of any URL in it (accepted before they were refused) masked."""
+    shown = _unwalk(stored, lambda _token: MASK)
+    return _mask_urls(shown)
+
+
+def _mask_urls(value: Any) -> Any:
+    """``value`` with :func:`mask_userinfo` applied to every string in it."""
+    if isinstance(value, str):
+        return mask_userinfo(value)
+    if isinstance(value, Mapping):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return value
 
 
 def is_fingerprint(value: Any) -> bool:
@@ -104,7 +124,9 @@ def mask_fingerprints(value: Any) -> Any:
 
 
 def secret_values(config: pydantic.BaseModel) -> set[str]:
-    """Every secret string in ``config``, for redaction of what goes on the wire."""
+    """Every secret string in ``config``, for redaction of what goes on the wire, and
+    ``user:password`` of each model with a user name beside a secret password (what
+    HTTP basic auth encodes)."""
     found: set[str] = set()
 
     def collect(s: str) -> str:
@@ -113,27 +135,87 @@ def secret_values(config: pydantic.BaseModel) -> set[str]:
         return s
 
     _walk(config, collect)
+    found.update(_credential_pairs(config))
     return found
 
 
+def _credential_pairs(value: Any) -> Iterable[str]:
+    if isinstance(value, pydantic.RootModel):
+        yield from _credential_pairs(value.root)
+    elif isinstance(value, pydantic.BaseModel):
+        user = getattr(value, "username", None) or getattr(value, "user", None)
+        password = getattr(value, "password", None)
+        if isinstance(user, str) and isinstance(password, pydantic.SecretStr):
+            yield f"{user}:{password.get_secret_value()}"
+        for name in type(value).model_fields:
+            yield from _credential_pairs(getattr(value, name))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _credential_pairs(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _credential_pairs(v)
+
+
+def derived_forms(secret: str) -> set[str]:
+    """The forms a secret takes on the wire and in answers that echo it: raw,
+    percent-encoded (either case of hex), base64 (standard and URL-safe, padded or not),
+    JSON-escaped, XML/HTML-escaped, hex, and its MD5/SHA-1/SHA-256 hex digests."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {secret}
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    for b64 in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms.update((b64, b64.rstrip("=")))
+    forms.add(json.dumps(secret)[1:-1])
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(xml_escape(secret))
+    forms.add(xml_escape(secret, {'"': "&quot;", "'": "&apos;"}))
+    forms.add(html.escape(secret))
+    forms.update((raw.hex(), raw.hex().upper()))
+    for digest in (hashlib.md5, hashlib.sha1, hashlib.sha256):
+        hexed = digest(raw, usedforsecurity=False).hexdigest()
+        forms.update((hexed, hexed.upper()))
+    return {f for f in forms if len(f) >= 3}
+
+
+#: ``scheme://user:password@`` (or ``user@``) in a URL: the userinfo is masked.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#\[\]\"'<>]+@")
+
+
+def mask_userinfo(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked (``http://[REDACTED]@host``)."""
+    if "@" not in text or "://" not in text:
+        return text
+    return _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+
+
 class Redactor:
-    """Removes known secret values (and sensitive headers) from recorded text."""
+    """Removes known secret values, in each of their :func:`derived_forms`, the
+    credentials of URLs, and sensitive headers from recorded text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        values = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
-        self._values = values
+        self._secrets = sorted({s for s in secrets if len(s) >= 3})
+        forms = {f for s in self._secrets for f in derived_forms(s)}
+        # One branch per character (a trie), so each position of a text costs one step
+        # per character matched, not one per form: ~30 forms per secret stay cheap. The
+        # longest form that matches is masked whole.
+        self._pattern = re.compile(_trie_pattern(forms)) if forms else None
 
     def extend(self, secrets: Iterable[str]) -> Redactor:
-        """A redactor that also masks ``secrets`` (a session id learnt at login)."""
-        return Redactor([*self._values, *secrets])
+        """A redactor that also masks ``secrets`` (a session id learnt at login, a
+        signature a connector computed from a secret)."""
+        return Redactor([*self._secrets, *secrets])
 
     def text(self, value: str) -> str:
-        """``value`` with every known secret replaced by :data:`MASK`."""
-        if self._pattern is None or not value:
+        """``value`` with every known secret (in every form) replaced by :data:`MASK`,
+        and URL credentials masked."""
+        if not value:
             return value
-        return self._pattern.sub(MASK, value)
+        if self._pattern is not None:
+            value = self._pattern.sub(MASK, value)
+        return mask_userinfo(value)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with sensitive ones masked and secrets removed from the rest."""
@@ -141,6 +223,88 @@ class Redactor:
             k: MASK if k.lower() in SENSITIVE_HEADERS else self.text(str(v))
             for k, v in headers.items()
         }
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regular expression matching any of ``words``, longest first, as a trie."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, Any]) -> str:
+        ends = "" in node
+        branches = [re.escape(ch) + pattern(child) for ch, child in node.items() if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if ends:
+            return ("(?:" + body + ")?") if len(branches) == 1 else body + "?"
+        return body
+
+    return pattern(trie)
+
+
+#: The redactors of the integrations this process runs (registered by the runtimes),
+#: which :class:`SecretLogFilter` applies to log records.
+_LIVE: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+
+def remember(redactor: Redactor) -> Redactor:
+    """Have log records redacted with ``redactor`` for as long as it is in use."""
+    _LIVE.add(redactor)
+    return redactor
+
+
+#: The request line urllib3 logs at DEBUG: its target's query string (a secret query
+#: parameter) is masked whatever the secrets.
+_URLLIB3_REQUEST = '%s://%s:%s "%s %s %s" %s %s'
+
+
+class SecretLogFilter(logging.Filter):
+    """Redacts log records: every live integration's secrets in every form, URL
+    credentials, and the query string of urllib3's request lines (DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record``'s message redacted; never drops a record."""
+        if record.msg == _URLLIB3_REQUEST and isinstance(record.args, tuple) \
+                and len(record.args) == 8:
+            args = list(record.args)
+            target = str(args[4])
+            if "?" in target:
+                args[4] = target.split("?", 1)[0] + "?" + MASK
+            record.args = tuple(args)
+        message = record.getMessage()
+        redacted = mask_userinfo(message)
+        for redactor in list(_LIVE):
+            redacted = redactor.text(redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+#: Loggers of the libraries that log requests (URLs, bodies) at DEBUG.
+_REQUEST_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+                    "urllib3.util.retry", "requests", "zeep.transports", "zeep.wsdl.utils",
+                    "zeep.loader", "zeep.xsd.schema", "zeep.wsdl.wsdl")
+
+
+def install_log_filter(*handlers: logging.Handler) -> SecretLogFilter:
+    """Put the :class:`SecretLogFilter` on the request-logging libraries' loggers and on
+    ``handlers`` (the process's own log handlers: every record they write is redacted)."""
+    found = next((f for f in logging.getLogger(_REQUEST_LOGGERS[0]).filters
+                  if isinstance(f, SecretLogFilter)), None)
+    log_filter = found or SecretLogFilter()
+    for name in _REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if log_filter not in logger.filters:
+            logger.addFilter(log_filter)
+    for handler in handlers:
+        if log_filter not in handler.filters:
+            handler.addFilter(log_filter)
+    return log_filter
 
 
 def _walk(model: pydantic.BaseModel, on_secret: Any) -> dict[str, Any]:
