@@ -24,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Delivery states and attempt outcomes, as the engine names them.
 STATES = ("pending", "sending", "delivered", "not_integrated", "held", "discarded")
-OUTCOMES = ("accepted", "rejected", "transient", "throttled", "proxy_error")
+OUTCOMES = ("accepted", "rejected", "transient", "throttled", "proxy_error", "refused_target")
 
 #: Ids are 64-bit on every backend: a larger one is a usage error, never a database's.
 MAX_ID = 2**63 - 1
