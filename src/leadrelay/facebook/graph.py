@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from leadrelay.engine.errors import ConfigError, TransientError
+from leadrelay.engine.errors import ConfigError, RefusedTarget, TransientError
 from leadrelay.engine.outcome import Outcome
 from leadrelay.engine.secrets import Redactor
 from leadrelay.engine.transport import Timeouts, Transport
@@ -115,6 +115,8 @@ class Graph:
         except TransientError as exc:
             raise GraphFailure(Outcome.TRANSIENT,
                                redactor.text(f"Graph API unreachable: {exc}")) from None
+        except RefusedTarget as exc:  # the egress policy refused the Graph API's address
+            raise GraphFailure(Outcome.REFUSED_TARGET, redactor.text(str(exc))) from None
         try:
             body = response.json
         except ValueError:
