@@ -53,7 +53,7 @@ def test_account_keys_do_not_administer_accounts_or_plans(
 ) -> None:
     before = snapshot(engine)
     documented = {(m, p) for m, p, _, _ in operations(client)}
-    assert documented >= OPERATOR_ONLY
+    assert documented >= set(OPERATOR_ONLY)
     for (method, path), body in OPERATOR_ONLY.items():
         answer = client.request(method, path, headers=acme.headers, json=body)
         assert answer.status_code == 403, (path, answer.text)
