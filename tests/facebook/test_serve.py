@@ -47,7 +47,8 @@ def test_serve_answers_meta_and_delivers_a_facebook_lead(
                LEADRELAY_SECRET_KEY=SecretBox.generate_key(), LEADRELAY_SWEEP_INTERVAL="0.2",
                LEADRELAY_PLUGINS_FILE=str(tmp_path / "plugins.toml"),
                LEADRELAY_FACEBOOK_GRAPH_URL=httpserver.url_for("").rstrip("/"),
-               LEADRELAY_FACEBOOK_GRAPH_VERSION=VERSION)
+               LEADRELAY_FACEBOOK_GRAPH_VERSION=VERSION,
+               LEADRELAY_EGRESS_ALLOW="127.0.0.1")  # the CRM and the Graph API: loopback
     (tmp_path / "plugins.toml").write_text("")
     setup = Leadrelay(Settings.from_env(env))
     try:
