@@ -73,7 +73,8 @@ def test_the_documented_members_are_the_connector_api() -> None:
     public = {n for n in dir(Connector) if not n.startswith("_")}
     public |= {n for n in Connector.__annotations__ if not n.startswith("_")}
     assert public == {"name", "Config", "default_expectations", "supports_idempotency_key",
-                      "parse_config", "check", "render", "send", "judge", "close"}
+                      "parse_config", "check", "render", "send", "judge", "close",
+                      "settle_expectations", "targets"}
 
 
 @pytest.mark.parametrize("flag", Requirements.flags())
