@@ -7,7 +7,7 @@ checked on a field list written from Marketo's documented ``SyncStatus`` type on
 from __future__ import annotations
 
 import pytest
-from soap_crm import SF_WSDL, make_lead
+from soap_crm import SF_WSDL, WSDL_DIR, make_lead
 
 import leadrelay.connectors.webservice_soap as soap_plugin
 from leadrelay.connectors.webservice_soap.answers import AnswerField, derive
@@ -38,7 +38,9 @@ def test_nothing_obvious_derives_nothing() -> None:
 
 @pytest.fixture
 def plugins() -> Plugins:
-    return Plugins(load_entry_points=False, extra_plugins=[soap_plugin])
+    # Local WSDLs are read from the fixtures only (wsdl_dirs), as in conftest.py.
+    return Plugins({"webservice_soap": {"wsdl_dirs": [str(WSDL_DIR)]}},
+                   load_entry_points=False, extra_plugins=[soap_plugin])
 
 
 def partner(**extra: object) -> dict[str, object]:
