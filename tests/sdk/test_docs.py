@@ -38,7 +38,8 @@ def section(heading: str) -> str:
 
 
 def test_the_engine_declares_hooks() -> None:
-    assert hooks() == ["register_connectors", "register_expectation_kinds"]
+    assert hooks() == ["register_connectors", "register_expectation_kinds",
+                       "register_template_functions"]
 
 
 @pytest.mark.parametrize("hook", hooks())

@@ -264,7 +264,7 @@ def test_bad_signature_templates_are_refused(app: Leadrelay, form_id: int, sugar
     assert app.manage.integrations(form_id) == []
 
 
-def test_a_plugin_adds_a_template_function(sugar: SugarV1Crm) -> None:
+def test_hook_register_template_functions(sugar: SugarV1Crm) -> None:
     from soap_crm import make_lead
 
     import leadrelay.connectors.webservice_soap as soap_plugin
