@@ -161,6 +161,23 @@ class CannedProxy(socketserver.ThreadingTCPServer):
         self.server_close()
 
 
+class OneProxy:
+    """A static-IP route of one proxy, never marked down: what a transport test needs to
+    send through a given proxy without a pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def candidates(self) -> list[tuple[str, str]]:
+        return [("egress-a", self.url)]
+
+    def mark_down(self, name: str) -> None:
+        pass
+
+    def mark_up(self, name: str) -> None:
+        pass
+
+
 def http_answer(status_line: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
     """Raw HTTP response bytes."""
     head = "\r\n".join([status_line, *(f"{k}: {v}" for k, v in headers)])

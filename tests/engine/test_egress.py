@@ -28,6 +28,7 @@ from leadrelay.engine.secrets import SecretBox
 from leadrelay.engine.settings import Settings
 from leadrelay.engine.transport import Transport
 from leadrelay.engine.wire import RenderedRequest
+from static_ip_support import OneProxy
 
 DEFAULT = EgressPolicy()
 LOOPBACK_ONLY = EgressPolicy(["127.0.0.1"])
@@ -351,24 +352,10 @@ class _RecordingProxy(socketserver.ThreadingTCPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Route:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def candidates(self) -> list[tuple[str, str]]:
-        return [("egress-a", self.url)]
-
-    def mark_down(self, name: str) -> None:
-        pass
-
-    def mark_up(self, name: str) -> None:
-        pass
-
-
 def test_an_https_tunnel_asks_the_proxy_for_the_checked_address() -> None:
     resolver = Resolver({"crm.invalid": ["127.0.0.1"]})
     with _RecordingProxy() as proxy:
-        transport = Transport(proxy_route=_Route(proxy.url()),
+        transport = Transport(proxy_route=OneProxy(proxy.url()),
                               egress=EgressPolicy(["127.0.0.1"], resolver=resolver))
         try:
             with pytest.raises(ProxyFailure):
@@ -386,7 +373,7 @@ def test_an_https_tunnel_asks_the_proxy_for_the_checked_address() -> None:
 def test_a_refused_target_is_never_handed_to_the_proxy(url: str) -> None:
     resolver = Resolver({"refused.invalid": ["127.0.0.2"]})
     with _RecordingProxy() as proxy:
-        transport = Transport(proxy_route=_Route(proxy.url()),
+        transport = Transport(proxy_route=OneProxy(proxy.url()),
                               egress=EgressPolicy(["127.0.0.1"], resolver=resolver))
         try:
             with pytest.raises(RefusedTarget):

@@ -29,6 +29,7 @@ from werkzeug import Request, Response
 from leadrelay.engine.errors import ProxyFailure, TransientError
 from leadrelay.engine.secrets import Redactor
 from leadrelay.engine.transport import HttpClient, RenderedRequest, Timeouts, Transport
+from static_ip_support import OneProxy
 
 SECRET = "s3cr3t-T0ken"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -473,20 +474,6 @@ def test_without_proxy_requests_session_is_not_used(
     httpserver.expect_request("/leads", method="POST", data=BODY).respond_with_json({"id": 7})
 
     assert client(transport).send(post(httpserver.url_for("/leads"))).json == {"id": 7}
-
-
-class OneProxy:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def candidates(self) -> list[tuple[str, str]]:
-        return [("egress-a", self.url)]
-
-    def mark_down(self, name: str) -> None:
-        pass
-
-    def mark_up(self, name: str) -> None:
-        pass
 
 
 def test_through_a_proxy_requests_session_still_sends(

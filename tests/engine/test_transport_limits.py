@@ -22,7 +22,7 @@ from leadrelay.engine.outcome import Outcome
 from leadrelay.engine.reading import BrokenAnswer, inflate
 from leadrelay.engine.transport import ProxyRoute, Timeouts, Transport
 from leadrelay.engine.wire import BODY_LIMIT, READ_CAP, RenderedRequest
-from static_ip_support import ForwardProxy
+from static_ip_support import ForwardProxy, OneProxy
 
 #: An attempt's deadline here: 0.5 + 1.0 = 1.5 s.
 TIMEOUTS = Timeouts(connect=0.5, read=1.0)
@@ -30,22 +30,6 @@ DEADLINE = 1.5
 #: How late an attempt may end on this shared 2-core machine (measured: a few ms).
 SLACK = 0.5
 LATE = "timed out: no whole answer within the attempt's deadline (1.5s)"
-
-
-class OneProxy:
-    """A static-IP route of one proxy."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def candidates(self) -> list[tuple[str, str]]:
-        return [("egress-a", self.url)]
-
-    def mark_down(self, name: str) -> None:
-        pass
-
-    def mark_up(self, name: str) -> None:
-        pass
 
 
 @pytest.fixture
