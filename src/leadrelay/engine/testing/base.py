@@ -18,16 +18,21 @@ import pytest
 from ..connector import Connector, LeadEnvelope
 from ..errors import UnknownConnector
 from ..plugins import LOAD_PLUGINS_ENV, Plugins
+from ..retry import RetryPolicy
 from ..secrets import Redactor, secret_values
 from ..transport import HttpClient, Timeouts, Transport
 from .fake_crm import FakeCrm, Reply
 from .harness import ContractEngine, Delivered, assert_no_secret
 from .requirements import REQUIRES_ATTRIBUTE, Requirements
 
-__all__ = ["POLICY_DELAY", "SURPRISES", "ContractBase", "Script", "envelope_of", "wait_of"]
+__all__ = ["POLICY_DELAY", "SURPRISES", "THROTTLE_FLOOR", "ContractBase", "Script", "envelope_of", "wait_of"]
 
 #: The wait the contract's retry policy gives a transient failure without ``Retry-After``.
 POLICY_DELAY = 60.0
+
+#: The least wait after a 429 without ``Retry-After``: the retry policy's ``floor``. A 429
+#: is not counted against the policy, so its wait is the floor, not the policy's delay.
+THROTTLE_FLOOR = RetryPolicy().floor
 
 #: Scripts a fake CRM (``lambda crm: crm.hang()``).
 Script = Callable[[FakeCrm], object]
