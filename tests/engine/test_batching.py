@@ -320,6 +320,7 @@ def test_what_a_batch_sent_before_it_was_interrupted_is_recorded(
 def test_a_kind_of_write_has_one_writer(app: Leadrelay) -> None:
     from leadrelay.engine.delivery import _Claim
 
+    assert app.runner is not None  # built on first use: it registers the claim's writer
     with pytest.raises(ValueError, match="_Claim already has a writer"):
         app.ledger.writes.handle(_Claim, lambda conn, items: [])
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.errors import ConfigError
-from leadrelay.engine.ledger.db import Ledger, check_database_url
+from leadrelay.engine.ledger.db import MIGRATIONS, Ledger, check_database_url, head_revision
 from leadrelay.engine.secrets import SecretBox
 from leadrelay.engine.settings import Settings
 
@@ -136,3 +136,41 @@ def test_other_databases_are_refused_naming_the_variable_and_the_schemes(
         "LEADRELAY_DATABASE_URL must be a sqlite:/// or postgresql:// URL (the ledger runs on "
         f"SQLite or PostgreSQL), got {shown}")
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_the_newest_revision_is_the_one_alembic_upgrades_to() -> None:
+    # Given the migrations as Alembic reads them
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    # Then the ledger's quick answer to "is the schema current?" names the same head
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_a_current_schema_opens_without_loading_alembic(new_database: str) -> None:
+    # Given a database already at the newest revision
+    Ledger(new_database).dispose()
+    # When another process opens it
+    opened = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from leadrelay.engine.ledger.db import Ledger; "
+         f"ledger = Ledger({new_database!r}); print(ledger.revision()); "
+         "print('alembic' in sys.modules)"],
+        capture_output=True, text=True, timeout=60,
+    )
+    # Then it finds the schema current, and never imports Alembic to find out
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.split() == [head_revision(), "False"]
+
+
+def test_a_new_database_is_migrated_to_the_newest_revision(new_database: str) -> None:
+    # Given a database no engine has opened
+    ledger = Ledger(new_database)
+    try:
+        # Then opening it migrated it to the head, with every table
+        assert ledger.revision() == head_revision()
+        assert set(sa.inspect(ledger.engine).get_table_names()) >= HEAD_TABLES
+    finally:
+        ledger.dispose()

@@ -10,50 +10,50 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dramatiq
-from sqlalchemy import select
-
-from .apikeys import ApiKeys
-from .broker import BULK_QUEUE, QUEUE, RETRY_QUEUE, SLOW_QUEUE, Dispatcher, make_broker
 from .clock import Clock, SystemClock
-from .delivery import AttemptResult, DeliveryRunner
-from .egress import EgressPolicy
-from .imports import Importer
 from .intake import Accepted, Intake, LeadIn
-from .lead_status import LeadStatus
-from .ledger import Delivery, DeliveryState, Ledger
-from .management import Management
-from .plans import PlansSource, plans_file_path
-from .plugins import Plugins
-from .posting import Posts
-from .realtime import RealtimeResult, RealtimeSender
-from .replay import Replayer, ReplayPlan
-from .report import (
-    DeliveryFilter,
-    Page,
-    integration_object,
-    lead_object,
-    list_deliveries,
-    page_deliveries,
-)
-from .runtime import ProxyRoutes, RuntimeCache
-from .scheduler import DIGEST_EVERY, Scheduler
-from .secrets import SecretBox
+from .ledger import Ledger
 from .settings import Settings
-from .sweeper import Sweeper, SweepReport
-from .throttle import Gate, Limiter
 
 if TYPE_CHECKING:
-    from leadrelay.facebook import GraphSettings
+    import dramatiq
+
+    from leadrelay.facebook import FacebookSource, GraphSettings
+
+    from .apikeys import ApiKeys
+    from .broker import Dispatcher
+    from .delivery import AttemptResult, DeliveryRunner
+    from .digest.service import Digests
+    from .egress import EgressPolicy
+    from .imports import Importer
+    from .lead_status import LeadStatus
+    from .management import Management
+    from .plugins import Plugins
+    from .posting import Posts
+    from .realtime import RealtimeResult, RealtimeSender
+    from .replay import Replayer, ReplayPlan
+    from .report import DeliveryFilter, Page
+    from .runtime import ProxyRoutes, RuntimeCache
+    from .scheduler import Scheduler
+    from .secrets import SecretBox
+    from .sweeper import Sweeper, SweepReport
+    from .throttle import Gate
 
 log = logging.getLogger(__name__)
 
 
 class Leadrelay:
-    """One leadrelay engine: ledger, connectors, broker, worker and sweeper."""
+    """One leadrelay engine: ledger, connectors, broker, worker and sweeper.
+
+    Only the ledger and intake are built at once; every other part (connectors, broker,
+    management, digests…) on first use, so a one-shot command such as ``leadrelay
+    submit`` pays for what it uses: no connector, broker or Alembic is loaded to store
+    a lead (docs/benchmarks.md, "CLI start-up").
+    """
 
     def __init__(
         self,
@@ -70,66 +70,182 @@ class Leadrelay:
         ``LEADRELAY_PLANS_FILE``, or ``plans.toml`` in the home directory if there is one."""
         self.settings = settings or Settings.from_env()
         self.clock = clock or SystemClock()
-        plugins_file = self.settings.plugins()
-        self.plugins = plugins or Plugins(plugins_file.connectors)
-        #: Where integrations may connect (``LEADRELAY_EGRESS_ALLOW``; see :mod:`.egress`).
-        self.egress = egress or self.settings.egress()
-        self.routes = routes or _routes_from(plugins_file.proxies, self.clock, self.egress)
-        self.box = SecretBox(self.settings.secret_key)
+        self._plugins_file = self.settings.plugins()
+        for name, given in (("plugins", plugins), ("routes", routes), ("egress", egress)):
+            if given is not None:
+                self.__dict__[name] = given  # what cached_property would have built
+        self._graph = graph
+        self._plans_file = plans_file
+        if routes is None and self._plugins_file.proxies:
+            # A bad static-IP pool stops the engine here, before the ledger is opened.
+            self.routes  # noqa: B018
         self.ledger = Ledger(self.settings.database_url)
-        self.runtimes = RuntimeCache(self.plugins, self.box, self.routes, egress=self.egress)
-        self.manage = Management(
-            self.ledger, self.plugins, self.box, self.clock, self.routes,
-            plans_source=PlansSource(plans_file_path(self.settings.home)
-                                     if plans_file is None else plans_file),
-            egress=self.egress,
-        )
         self.intake = Intake(self.ledger, self.clock)
-        self.runner = DeliveryRunner(
-            self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
-        )
-        self.broker = make_broker(
-            self.settings.broker_url, lease_s=self.settings.lease_seconds
-        )
-        self.dispatcher = Dispatcher(self.broker, self.runner, self.clock)
-        #: Per-integration rate limits and 429 pauses, shared by every worker process.
-        self.gate = Gate(
-            self.ledger, self.clock, Limiter(self.settings.broker_url),
-            namespace=_namespace(self.settings.database_url),
-        )
-        self.dispatcher.gate = self.gate
-        self.sweeper = Sweeper(
-            self.ledger, self.clock, self.dispatcher.announce, bulk=self.dispatcher.announce_bulk
-        )
-        self.replayer = Replayer(self.ledger, self.runtimes, self.clock)
-        self.realtime = RealtimeSender(
-            self.runner,
-            self.dispatcher.after,
-            lambda ids: self._enqueue((None, i) for i in ids),
-        )
-        self.manage.announce = self._enqueue
-        self.manage.queued = lambda: self._consumed_here
-        self.keys = ApiKeys(self.ledger, self.clock)
-        self.lead_status = LeadStatus(self.ledger, self.settings.secret_key)
-        #: Bulk imports (``leadrelay import``, ``POST /v1/imports``), on the bulk lane.
-        self.imports = Importer(
-            self.ledger, self.clock, self.intake, self.box, self.dispatcher.announce_bulk,
-            lambda: self._consumed_here,
-        )
-        self.posts = Posts(self)
-        from .digest.service import Digests
-
-        #: The failure digest (``LEADRELAY_SMTP_URL``): runs, send now, preview, history.
-        self.digests = Digests(self.ledger, self.clock, self.settings)
-        from leadrelay.facebook import FacebookSource
-
-        #: Facebook Lead Ads: page connections, the webhook, the background Graph reads
-        #: (``graph``: where the Graph API is; ``LEADRELAY_FACEBOOK_GRAPH_*`` otherwise).
-        self.facebook = FacebookSource(self, graph)
         self._worker: dramatiq.Worker | None = None
         self._slow_worker: dramatiq.Worker | None = None
         self._bulk_worker: dramatiq.Worker | None = None
         self._scheduler: Scheduler | None = None
+
+    # -- parts, built on first use ------------------------------------------------
+
+    @cached_property
+    def plugins(self) -> Plugins:
+        """The installed connectors and expectation kinds (``plugins.toml`` settings)."""
+        from .plugins import Plugins
+
+        return Plugins(self._plugins_file.connectors)
+
+    @cached_property
+    def egress(self) -> EgressPolicy:
+        """Where integrations may connect (``LEADRELAY_EGRESS_ALLOW``; see :mod:`.egress`)."""
+        return self.settings.egress()
+
+    @cached_property
+    def routes(self) -> ProxyRoutes:
+        """The static-IP pools of ``plugins.toml``, validated."""
+        return _routes_from(self._plugins_file.proxies, self.clock, self.egress)
+
+    @cached_property
+    def box(self) -> SecretBox:
+        """Encrypts integration secrets at rest with ``LEADRELAY_SECRET_KEY``."""
+        from .secrets import SecretBox
+
+        return SecretBox(self.settings.secret_key)
+
+    @cached_property
+    def runtimes(self) -> RuntimeCache:
+        """Each integration's connector, settings and policy, ready to send."""
+        from .runtime import RuntimeCache
+
+        return RuntimeCache(self.plugins, self.box, self.routes, egress=self.egress)
+
+    @cached_property
+    def manage(self) -> Management:
+        """Accounts, forms, integrations, plans: every change an operator makes."""
+        from .management import Management
+        from .plans import PlansSource, plans_file_path
+
+        manage = Management(
+            self.ledger, self.plugins, self.box, self.clock, self.routes,
+            plans_source=PlansSource(plans_file_path(self.settings.home)
+                                     if self._plans_file is None else self._plans_file),
+            egress=self.egress,
+        )
+        manage.announce = self._enqueue
+        manage.queued = lambda: self._consumed_here
+        return manage
+
+    @cached_property
+    def runner(self) -> DeliveryRunner:
+        """Runs one attempt of one delivery: claim, send, judge, record."""
+        from .delivery import DeliveryRunner
+
+        return DeliveryRunner(
+            self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
+        )
+
+    @cached_property
+    def broker(self) -> dramatiq.Broker:
+        """Redis with ``LEADRELAY_BROKER_URL``, the in-process broker otherwise."""
+        from .broker import make_broker
+
+        return make_broker(self.settings.broker_url, lease_s=self.settings.lease_seconds)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Announces deliveries to the workers and runs them there."""
+        from .broker import Dispatcher
+
+        dispatcher = Dispatcher(self.broker, lambda: self.runner, self.clock)
+        dispatcher.gate = self.gate
+        return dispatcher
+
+    @cached_property
+    def gate(self) -> Gate:
+        """Per-integration rate limits and 429 pauses, shared by every worker process."""
+        from .throttle import Gate, Limiter
+
+        return Gate(
+            self.ledger, self.clock, Limiter(self.settings.broker_url),
+            namespace=_namespace(self.settings.database_url),
+        )
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        """Finds deliveries due or lost and announces them again."""
+        from .sweeper import Sweeper
+
+        return Sweeper(
+            self.ledger, self.clock, self.dispatcher.announce, bulk=self.dispatcher.announce_bulk
+        )
+
+    @cached_property
+    def replayer(self) -> Replayer:
+        """Gives failed deliveries a fresh set of attempts."""
+        from .replay import Replayer
+
+        return Replayer(self.ledger, self.runtimes, self.clock)
+
+    @cached_property
+    def realtime(self) -> RealtimeSender:
+        """Sends a lead's real-time deliveries while its poster waits (see :mod:`.realtime`)."""
+        from .realtime import RealtimeSender
+
+        return RealtimeSender(
+            self.runner,
+            self.dispatcher.after,
+            lambda ids: self._enqueue((None, i) for i in ids),
+        )
+
+    @cached_property
+    def keys(self) -> ApiKeys:
+        """The API's keys: issued, listed, revoked."""
+        from .apikeys import ApiKeys
+
+        return ApiKeys(self.ledger, self.clock)
+
+    @cached_property
+    def lead_status(self) -> LeadStatus:
+        """Signed tokens a poster reads its lead's state with."""
+        from .lead_status import LeadStatus
+
+        return LeadStatus(self.ledger, self.settings.secret_key)
+
+    @cached_property
+    def imports(self) -> Importer:
+        """Bulk imports (``leadrelay import``, ``POST /v1/imports``), on the bulk lane."""
+        from .imports import Importer
+
+        return Importer(
+            self.ledger, self.clock, self.intake, self.box, self.dispatcher.announce_bulk,
+            lambda: self._consumed_here,
+        )
+
+    @cached_property
+    def posts(self) -> Posts:
+        """Leads posted to the API: validated, stored once per idempotency key, answered."""
+        from .posting import Posts
+
+        return Posts(self)
+
+    @cached_property
+    def digests(self) -> Digests:
+        """The failure digest (``LEADRELAY_SMTP_URL``): runs, send now, preview, history."""
+        from .digest.service import Digests
+
+        return Digests(self.ledger, self.clock, self.settings)
+
+    @cached_property
+    def facebook(self) -> FacebookSource:
+        """Facebook Lead Ads: page connections, the webhook, the background Graph reads
+        (``graph``: where the Graph API is; ``LEADRELAY_FACEBOOK_GRAPH_*`` otherwise)."""
+        from leadrelay.facebook import FacebookSource
+
+        return FacebookSource(self, self._graph)
+
+    def _built(self, name: str) -> bool:
+        """Whether the part ``name`` has been built (so there is something to close)."""
+        return name in self.__dict__
 
     # -- intake ---------------------------------------------------------------------
 
@@ -197,6 +313,10 @@ class Leadrelay:
 
     def deliver_due(self, *, limit: int = 10_000) -> list[AttemptResult]:
         """Run every due delivery once, in this thread (tests, one-shot runs)."""
+        from sqlalchemy import select
+
+        from .ledger import Delivery, DeliveryState
+
         with self.ledger.session() as s:
             ids = list(
                 s.scalars(
@@ -219,20 +339,27 @@ class Leadrelay:
 
     def inspect(self, delivery_id: int, *, scope: int | None = None) -> dict[str, Any]:
         """The integration object of one delivery (``scope``: of that account only)."""
+        from .report import integration_object
+
         return integration_object(self.ledger, delivery_id, scope=scope)
 
     def lead(self, lead_id: int, *, scope: int | None = None) -> dict[str, Any]:
         """One lead with the state of each of its deliveries (``scope``: that account's)."""
+        from .report import lead_object
+
         return lead_object(self.ledger, lead_id, scope=scope)
 
     def deliveries(self, flt: DeliveryFilter | None = None) -> list[dict[str, Any]]:
         """Deliveries matching ``flt``, newest first."""
+        from .report import DeliveryFilter, list_deliveries
+
         return list_deliveries(self.ledger, flt or DeliveryFilter())
 
     def deliveries_csv(self, flt: DeliveryFilter | None = None) -> str:
         """Deliveries matching ``flt`` as CSV with their leads' fields, no cell of which a
         spreadsheet runs as a formula (see :mod:`.export`)."""
         from .export import deliveries_csv
+        from .report import DeliveryFilter
 
         return deliveries_csv(self.ledger, flt or DeliveryFilter())
 
@@ -240,10 +367,14 @@ class Leadrelay:
         self, flt: DeliveryFilter | None = None, *, limit: int = 100, cursor: str | None = None
     ) -> Page:
         """One page of :meth:`deliveries` from ``cursor``, and the next page's cursor."""
+        from .report import DeliveryFilter, page_deliveries
+
         return page_deliveries(self.ledger, flt or DeliveryFilter(), limit=limit, cursor=cursor)
 
     def replay(self, flt: DeliveryFilter | None = None, *, dry_run: bool = False) -> ReplayPlan:
         """Replay failed deliveries; with ``dry_run``, only say what would be sent."""
+        from .report import DeliveryFilter
+
         plan = self.replayer.replay(
             flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
         )
@@ -261,7 +392,12 @@ class Leadrelay:
         (:func:`bulk_threads`) the bulk lane of imports and replays, so they never hold
         the threads live leads need.
         """
+        import dramatiq
+
+        from .broker import BULK_QUEUE, QUEUE, RETRY_QUEUE, SLOW_QUEUE
+
         if self._worker is None:
+            dispatcher = self.dispatcher  # declares the actors, and so the queues, first
             count = threads or self.settings.worker_threads
             self._worker = dramatiq.Worker(
                 self.broker, queues={QUEUE, RETRY_QUEUE}, worker_threads=count, worker_timeout=100
@@ -273,7 +409,7 @@ class Leadrelay:
                 self.broker, queues={BULK_QUEUE}, worker_threads=bulk_threads(count),
                 worker_timeout=100,
             )
-            self.dispatcher.slow_cap = max(1, count // 2)
+            dispatcher.slow_cap = max(1, count // 2)
             self._worker.start()
             # Dramatiq warns when a second worker joins one broker; three are meant here.
             with _quiet(self.broker.logger, "same type twice"):
@@ -282,11 +418,14 @@ class Leadrelay:
 
     def start_scheduler(
         self, *, sweep_every: float | None = None, digest: bool = True,
-        digest_every: float = DIGEST_EVERY,
+        digest_every: float | None = None,
     ) -> Scheduler:
         """Start the periodic jobs in background threads (see :mod:`.scheduler`): the
         sweeper every ``sweep_every`` seconds (``LEADRELAY_SWEEP_INTERVAL``) and, with
-        ``digest``, the failure digest every ``digest_every``. Each runs once at once."""
+        ``digest``, the failure digest every ``digest_every`` (:data:`.scheduler.DIGEST_EVERY`
+        by default). Each runs once at once."""
+        from .scheduler import DIGEST_EVERY, Scheduler
+
         if self._scheduler is None:
             scheduler = Scheduler()
             scheduler.every("sweep", sweep_every or self.settings.sweep_interval,
@@ -294,7 +433,7 @@ class Leadrelay:
             scheduler.every("facebook", sweep_every or self.settings.sweep_interval,
                             self.facebook.sweep)
             if digest:
-                scheduler.every("digest", digest_every, self.digests.run)
+                scheduler.every("digest", digest_every or DIGEST_EVERY, self.digests.run)
             scheduler.start()
             self._scheduler = scheduler
         return self._scheduler
@@ -306,6 +445,11 @@ class Leadrelay:
     def join(self, timeout: float = 30.0) -> None:
         """Wait until the in-process queue is drained (in-process broker only)."""
         from dramatiq.brokers.stub import StubBroker
+
+        from .broker import BULK_QUEUE, QUEUE, RETRY_QUEUE, SLOW_QUEUE
+
+        if not self._built("dispatcher"):
+            return  # nothing was ever announced from here
 
         self.dispatcher.announcer.flush()
         self.dispatcher.bulk_announcer.flush()
@@ -323,16 +467,18 @@ class Leadrelay:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
-        self.realtime.close()
-        self.dispatcher.announcer.close()
-        self.dispatcher.bulk_announcer.close()
+        if self._built("realtime"):
+            self.realtime.close()
+        if self._built("dispatcher"):
+            self.dispatcher.announcer.close()
+            self.dispatcher.bulk_announcer.close()
         for worker in (self._worker, self._bulk_worker, self._slow_worker):
             if worker is not None:
                 worker.stop()
         self._worker = self._slow_worker = self._bulk_worker = None
-        self.broker.close()
-        self.runtimes.close()
-        self.facebook.close()
+        for part in ("broker", "runtimes", "facebook"):
+            if self._built(part):
+                getattr(self, part).close()
         self.ledger.dispose()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import dramatiq
@@ -88,13 +88,15 @@ class Dispatcher:
     def __init__(
         self,
         broker: dramatiq.Broker,
-        runner: DeliveryRunner,
+        runner: DeliveryRunner | Callable[[], DeliveryRunner],
         clock: Clock,
         *,
         window: float = 0.02,
     ) -> None:
+        """``runner``, or a function building it when the first message is run: a process
+        that only announces (``leadrelay submit``) never loads a connector."""
         self.broker = broker
-        self.runner = runner
+        self._runner = runner
         self.clock = clock
         register = dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)
         self.actor = register(self._deliver)
@@ -116,6 +118,13 @@ class Dispatcher:
         self.slow_cap: int | None = None
         self._slow_running: Counter[int] = Counter()
         self._slow_lock = threading.Lock()
+
+    @property
+    def runner(self) -> DeliveryRunner:
+        """The delivery runner the actors run messages with."""
+        if not isinstance(self._runner, DeliveryRunner) and callable(self._runner):
+            self._runner = self._runner()
+        return self._runner
 
     def announce(self, deliveries: Iterable[tuple[int | None, int]]) -> None:
         """Announce new ``(integration id, delivery id)`` pairs to the workers."""

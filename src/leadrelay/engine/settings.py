@@ -12,12 +12,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .egress import ENV_VAR, EgressPolicy, default_policy
 from .errors import ConfigError
 from .limits import DEFAULT_LEASE_SECONDS, LEASE_MARGIN, MAX_ATTEMPT_SECONDS, MIN_LEASE_SECONDS
-from .secrets import SecretBox
+
+if TYPE_CHECKING:
+    from .egress import EgressPolicy
 
 #: Top-level tables ``plugins.toml`` may have.
 PLUGINS_TOML_TABLES = frozenset({"connectors", "proxies"})
@@ -141,6 +142,8 @@ class Settings:
 
     def egress(self) -> EgressPolicy:
         """The egress policy of :attr:`egress_allow`."""
+        from .egress import EgressPolicy, default_policy
+
         if self.egress_allow is None:
             return default_policy()
         return EgressPolicy(self.egress_allow)
@@ -192,6 +195,10 @@ def _shown(raw: str) -> str:
 
 def _egress_allow(env: Mapping[str, str]) -> tuple[str, ...]:
     """``LEADRELAY_EGRESS_ALLOW``, each entry checked (a bad one named)."""
+    if not env.get("LEADRELAY_EGRESS_ALLOW", "").strip():
+        return ()  # the usual case, without loading the egress machinery (requests, sockets)
+    from .egress import ENV_VAR, EgressPolicy
+
     policy = EgressPolicy.parse(env.get(ENV_VAR))
     return tuple(str(n) for n in policy.allow)
 
@@ -241,6 +248,8 @@ def _embedded_key(home: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     home.mkdir(parents=True, exist_ok=True)
+    from .secrets import SecretBox
+
     key = SecretBox.generate_key()
     # Written with owner-only permissions: this key unlocks every stored secret.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

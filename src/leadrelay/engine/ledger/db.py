@@ -9,8 +9,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -44,6 +42,12 @@ def check_database_url(url: str, *, field: str = "LEADRELAY_DATABASE_URL") -> No
             f"or PostgreSQL), got {shown}",
             field=field,
         )
+
+
+def head_revision() -> str:
+    """The newest migration's revision: migrations are ``versions/NNNN_what.py`` with
+    revision ``"NNNN"`` (a test holds Alembic to the same answer)."""
+    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 class Ledger:
@@ -89,7 +93,15 @@ class Ledger:
         this process take turns on a lock; processes on PostgreSQL on an advisory lock
         held by the migration's transaction, and on SQLite on its write lock (every
         transaction here begins IMMEDIATE).
+
+        A schema found at the newest revision is left alone without loading Alembic (a
+        tenth of a second a command, docs/benchmarks.md "CLI start-up").
         """
+        if self.revision() == head_revision():
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with _MIGRATING, self.engine.begin() as conn:
@@ -98,6 +110,15 @@ class Ledger:
                              {"key": _MIGRATION_LOCK_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema's revision as recorded by Alembic, or None on a new database."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        except DBAPIError:  # no alembic_version table yet
+            return None
+        return rows[0][0] if len(rows) == 1 else None
 
     @contextmanager
     def session(self) -> Iterator[Session]:

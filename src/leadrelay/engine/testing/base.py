@@ -25,7 +25,10 @@ from .fake_crm import FakeCrm, Reply
 from .harness import ContractEngine, Delivered, assert_no_secret
 from .requirements import REQUIRES_ATTRIBUTE, Requirements
 
-__all__ = ["POLICY_DELAY", "SURPRISES", "THROTTLE_FLOOR", "ContractBase", "Script", "envelope_of", "wait_of"]
+__all__ = [
+    "POLICY_DELAY", "SURPRISES", "THROTTLE_FLOOR", "ContractBase", "Script", "envelope_of",
+    "wait_of",
+]
 
 #: The wait the contract's retry policy gives a transient failure without ``Retry-After``.
 POLICY_DELAY = 60.0
