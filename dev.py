@@ -70,7 +70,8 @@ def setup() -> None:
     say(f"installing the pinned dependencies of {LOCK.name}")
     pip: list[str | Path] = [bin_path("python"), "-m", "pip", "--disable-pip-version-check"]
     steps: list[list[str | Path]] = [
-        [*pip, "install", "--quiet", "-r", LOCK],
+        # Every file checked against the lock's hashes: an install cannot pick up another.
+        [*pip, "install", "--quiet", "--require-hashes", "-r", LOCK],
         [*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", ROOT],
     ]
     for step in steps:
