@@ -204,3 +204,34 @@ def test_a_lost_broker_message_is_read_after_the_sweep(
     assert [lead.external_id for lead in leads(engine)] == [LEAD]
 
 
+
+
+def test_the_graph_reads_follow_the_engines_egress_policy(
+    tmp_path: Path, database_url: str, clock: FakeClock, graph: Graph
+) -> None:
+    # Given an engine whose own egress policy allows no private address, though the
+    # process environment (the test suite's) allows loopback, and a Graph API on loopback
+    graph.serves(LEAD)
+    settings = Settings(home=tmp_path, database_url=database_url, broker_url=None,
+                        secret_key=SecretBox.generate_key(), plugins_file=None,
+                        egress_allow=())
+    engine = Leadrelay(settings, clock=clock,
+                       graph=GraphSettings(base_url=graph.url, version=VERSION, timeout=2))
+    try:
+        account = engine.manage.create_account("Acme", "owner@acme.test", plan="growth")
+        form = engine.manage.create_form(account.id, "Leads")
+        engine.facebook.connect(account.id, PAGE_ID, app_secret=APP_SECRET,
+                                verify_token="t0ken", page_access_token=PAGE_TOKEN,
+                                forms={"1418823349021556": form.id})
+        body = notification(LEAD)
+        engine.facebook.receive(body, signed(body)["X-Hub-Signature-256"])
+        # When the read runs
+        [result] = engine.facebook.read_due()
+        # Then the engine's policy refused the connection: nothing was read, the read is
+        # not retried (as a delivery to a refused address), and the reason says why
+        assert graph.reads(LEAD) == []
+        assert result.state == "not_read"
+        assert (result.reason or "").startswith("refused target: ")
+        assert "a loopback address" in (result.reason or "")
+    finally:
+        engine.close()

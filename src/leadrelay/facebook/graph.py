@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from leadrelay.engine.egress import EgressPolicy
 from leadrelay.engine.errors import ConfigError, RefusedTarget, TransientError
 from leadrelay.engine.outcome import Outcome
 from leadrelay.engine.secrets import Redactor
@@ -88,11 +89,13 @@ class GraphFailure(Exception):
 class Graph:
     """Reads leads from the Graph API through one reused session."""
 
-    def __init__(self, settings: GraphSettings) -> None:
+    def __init__(self, settings: GraphSettings, *, egress: EgressPolicy | None = None) -> None:
+        """``egress``: where the reads may connect, the engine's policy (``app.egress``);
+        :func:`~leadrelay.engine.egress.default_policy` when not given."""
         self.settings = settings
         # The timeout is the wait for Graph's answer; connecting gets as long, at most 5 s.
         self.transport = Transport(timeouts=Timeouts(min(5.0, settings.timeout),
-                                                     settings.timeout))
+                                                     settings.timeout), egress=egress)
 
     def lead_url(self, leadgen_id: str, token: str) -> str:
         """The URL that reads ``leadgen_id`` (it carries the token: never shown)."""

@@ -43,7 +43,7 @@ class FacebookSource:
     def __init__(self, app: Leadrelay, graph: GraphSettings | None = None) -> None:
         self.app = app
         self.settings = graph or GraphSettings.from_env()
-        self.graph = Graph(self.settings)
+        self.graph = Graph(self.settings, egress=app.egress)
         self.pages = Pages(app.ledger, app.box, app.clock)
         self.webhook = Webhook(app.ledger, self.pages, app.clock, lambda: app.queued)
         self.reader = GraphReader(app.ledger, self.pages, self.graph, app.clock,
