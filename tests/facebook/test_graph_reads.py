@@ -95,6 +95,9 @@ def test_a_read_that_keeps_failing_is_in_the_failed_collection_and_can_be_read_a
     assert "error 190 (OAuthException)" in failed[0]["reason"]
     assert PAGE_TOKEN not in str(failed)
     assert len(graph.reads(LEAD)) == 3
+    # and the failed collection counts it, pointing there (it has no delivery to list)
+    collection = client.get("/v1/deliveries/failed", headers=setup.headers).json()
+    assert (collection["items"], collection["facebook_not_read"]) == ([], 1)
     # When the operator gives a new token and asks for the reads again
     graph.server.clear_all_handlers()
     graph.serves(LEAD)
@@ -105,8 +108,10 @@ def test_a_read_that_keeps_failing_is_in_the_failed_collection_and_can_be_read_a
                         headers=setup.headers)
     assert again.json()["count"] == 1
     engine.facebook.read_due()
-    # Then the lead is stored, read with the new token
+    # Then the lead is stored, read with the new token, and no longer counted as failed
     assert [lead.external_id for lead in leads(engine)] == [LEAD]
+    collection = client.get("/v1/deliveries/failed", headers=setup.headers).json()
+    assert collection["facebook_not_read"] == 0
     assert graph.reads(LEAD)[-1].args["access_token"] == "EAAG-new-token"
 
 

@@ -299,6 +299,15 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
+class FailedPage(DeliveryPage):
+    """A page of the failed collection, and the Facebook leads that never became a lead."""
+
+    facebook_not_read: int = Field(
+        description="Facebook leads of the account whose Graph read gave up (state "
+        "`not_read`): they have no delivery yet. List them with `GET /v1/facebook/leads"
+        "?state=not_read`; read them again with `POST /v1/facebook/pages/{id}/read-again`.")
+
+
 class LeadOut(BaseModel):
     """A lead as received, with each of its deliveries."""
 

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from leadrelay.engine.ledger import FacebookReadState
 from leadrelay.engine.report import MAX_PAGE, DeliveryFilter
 
 from ..deps import Account, Engine
 from ..errors import RESPONSES
-from ..models import DeliveryPage, IdPath, IdQuery, LeadOut, ReplayIn, ReplayOut
+from ..models import DeliveryPage, FailedPage, IdPath, IdQuery, LeadOut, ReplayIn, ReplayOut
 
 router = APIRouter(tags=["deliveries"], responses=RESPONSES)
 
@@ -55,7 +56,7 @@ def list_deliveries(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@router.get("/deliveries/failed", response_model=DeliveryPage)
+@router.get("/deliveries/failed", response_model=FailedPage)
 def failed_collection(
     engine: Engine,
     account: Account,
@@ -68,9 +69,12 @@ def failed_collection(
     limit: _Limit = 100,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The failed collection: deliveries "not integrated" after their last attempt."""
-    return list_deliveries(engine, account, "not_integrated", integration_id, form_id,
+    """The failed collection: deliveries "not integrated" after their last attempt, and
+    how many Facebook leads could not be read from the Graph API (they have no delivery)."""
+    page = list_deliveries(engine, account, "not_integrated", integration_id, form_id,
                            since, until, reason, outcome, limit, cursor)
+    return {**page, "facebook_not_read": engine.facebook.count(
+        FacebookReadState.NOT_READ, account_id=account)}
 
 
 @router.get("/deliveries/{delivery_id}")
