@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -209,3 +210,27 @@ def prepared_realtime(environ: dict[str, str]) -> Iterator[Callable[[str], str]]
     finally:
         for engine in engines:
             engine.close()
+
+
+def test_a_rate_limit_holds_for_real_time_posts_too(
+    client: TestClient, engine: Leadrelay, acme: Tenant, crm: Callable[[float], Crm]
+) -> None:
+    # Given a real-time integration whose CRM allows one lead a minute
+    fast = crm(0.0)
+    made = add_integration(client, acme, fast.url, realtime=True, realtime_budget=3.0,
+                           rate_limit="1/min")
+    # When two leads are posted at once
+    first = client.post(f"/v1/forms/{acme.form_key}/leads", json=LEAD)
+    second = client.post(f"/v1/forms/{acme.form_key}/leads", json={**LEAD, "n": 2})
+    # Then the first is sent inside its request, the second is answered queued without a
+    # request to the CRM, and is due when the window lets it go
+    assert first.status_code == 201, first.text
+    assert first.json()["deliveries"][0]["state"] == "delivered"
+    assert second.status_code == 202, second.text
+    [entry] = second.json()["deliveries"]
+    assert entry["state"] == "queued" and entry["integration_id"] == made["id"]
+    assert fast.requests == 1
+    delivery = engine.inspect(entry["delivery_id"])["delivery"]
+    assert delivery["state"] == "pending" and delivery["attempts"] == 0
+    due = datetime.fromisoformat(delivery["next_due_at"])
+    assert due - engine.clock.now() > timedelta(seconds=30)

@@ -195,6 +195,7 @@ class Leadrelay:
             self.runner,
             self.dispatcher.after,
             lambda ids: self._enqueue((None, i) for i in ids),
+            admit=self.gate.admit,
         )
 
     @cached_property

@@ -8,7 +8,9 @@ delivery ``queued``: the attempt in flight is not abandoned — it holds the cla
 by its deadline, is recorded, and a failure is retried in the background like any other
 (it was attempt 1 of the retry policy). No worker can send it meanwhile: the claim is
 the workers' claim. A delivery whose send never started within its budget (every
-real-time thread busy) is handed to the workers instead.
+real-time thread busy) is handed to the workers instead. An integration's rate limit and a
+CRM's 429 pause hold here too (``admit``, the workers' :class:`~.throttle.Gate`): a delivery
+they do not admit now is answered ``queued``, made due when they let it go.
 """
 
 from __future__ import annotations
@@ -70,8 +72,12 @@ class RealtimeSender:
         hand_off: Callable[[list[int]], None],
         *,
         threads: int = REALTIME_THREADS,
+        admit: Callable[[int, list[int]], list[int]] | None = None,
     ) -> None:
+        """``admit(integration_id, delivery_ids)``: those that may be sent now, the rest
+        postponed in the ledger (the workers' rate limits and pauses); None admits all."""
         self.runner = runner
+        self._admit = admit
         self._after = after
         self._hand_off = hand_off
         self._threads = threads
@@ -85,12 +91,28 @@ class RealtimeSender:
         if not accepted.realtime:
             return []
         started = time.monotonic()
+        held = self._held_back(accepted)
         pool = self._executor()
         running = [
             (delivery_id, started + budget, pool.submit(self._send, delivery_id))
-            for delivery_id, budget in accepted.realtime
+            for delivery_id, budget in accepted.realtime if delivery_id not in held
         ]
-        return [self._wait(delivery_id, until, future) for delivery_id, until, future in running]
+        sent = {d: self._wait(d, until, future) for d, until, future in running}
+        return [sent.get(d) or RealtimeResult(d, "queued", finished=False)
+                for d, _ in accepted.realtime]
+
+    def _held_back(self, accepted: Accepted) -> set[int]:
+        """The real-time deliveries their integration's rate limit or pause does not admit
+        now: postponed in the ledger by ``admit``, sent by the sweeper when due."""
+        if self._admit is None:
+            return set()
+        integration_of = dict(zip(accepted.delivery_ids, accepted.integration_ids, strict=False))
+        held = set()
+        for delivery_id, _ in accepted.realtime:
+            integration_id = integration_of.get(delivery_id)
+            if integration_id is not None and not self._admit(integration_id, [delivery_id]):
+                held.add(delivery_id)
+        return held
 
     def close(self) -> None:
         """Let sends in flight finish and record; stop the threads."""
