@@ -107,9 +107,14 @@ async def create_import(
     encoding: str | None = None,
     delimiter: str | None = None,
     filename: Annotated[str | None, Query(max_length=500)] = None,
+    resume: Annotated[int | None, Query(
+        ge=1, le=2**63 - 1, description="An interrupted import of the same file into the "
+        "same form to carry on from its last stored row (failed, or running when its "
+        "process stopped)")] = None,
 ) -> dict[str, Any]:
     """Import a CSV (header row) or JSON Lines file into a form; 202 with the import,
-    whose rows are stored in the background (poll ``GET /v1/imports/{id}``)."""
+    whose rows are stored in the background (poll ``GET /v1/imports/{id}``). With
+    ``resume``, the same file carries an interrupted import on, under its id."""
     from leadrelay.engine.imports import ImportOptions, parse_integrate
 
     mapping: dict[str, str] = {}
@@ -120,7 +125,7 @@ async def create_import(
         mapping[column.strip()] = field.strip()
     options = ImportOptions(
         integrate=parse_integrate(integrate), mapping=mapping, id_column=id_column,
-        format=format, encoding=encoding, delimiter=delimiter,
+        format=format, encoding=encoding, delimiter=delimiter, resume=resume,
     )
     path, given_name = await _spool(request)
     try:
