@@ -72,7 +72,8 @@ class Sweeper:
         self.ledger = ledger
         self.clock = clock
         self.announce = announce
-        #: Announces deliveries of imported leads, on the bulk lane (default: ``announce``).
+        #: Announces deliveries of imported leads and replays, on the bulk lane (default:
+        #: ``announce``).
         self.bulk = bulk or announce
         self.grace = timedelta(seconds=grace_seconds)
         self.batch = batch
@@ -141,17 +142,19 @@ class Sweeper:
                 .values(state=DeliveryState.HELD.value, queued_for=None)
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
+            # Imported leads and replayed deliveries are the bulk lane's work.
+            bulk_work = or_(Lead.import_id.is_not(None), Delivery.replays > 0)
             due = list(
                 s.execute(
-                    select(Delivery.integration_id, Delivery.id, Lead.import_id)
+                    select(Delivery.integration_id, Delivery.id, bulk_work)
                     .join(Lead, Lead.id == Delivery.lead_id)
                     .where(
                         Delivery.state == DeliveryState.PENDING.value,
                         Delivery.next_due_at <= now,
                         or_(Delivery.queued_for.is_(None), Delivery.queued_for < now - self.grace),
                     )
-                    # Live leads first: a backlog of imported ones never holds them back.
-                    .order_by(Lead.import_id.is_not(None), Delivery.next_due_at)
+                    # Live leads first: a backlog of imports and replays never holds them back.
+                    .order_by(bulk_work, Delivery.next_due_at)
                     .limit(self.batch)
                 )
             )
@@ -162,10 +165,8 @@ class Sweeper:
                     .values(queued_for=now)
                     .execution_options(synchronize_session=False)
                 )
-        self.announce([(i, d) for i, d, imported in due if imported is None])
-        bulk: list[tuple[int | None, int]] = [
-            (i, d) for i, d, imported in due if imported is not None
-        ]
+        self.announce([(i, d) for i, d, is_bulk in due if not is_bulk])
+        bulk: list[tuple[int | None, int]] = [(i, d) for i, d, is_bulk in due if is_bulk]
         if bulk:
             self.bulk(bulk)
         return SweepReport(reclaimed=reclaimed or 0, enqueued=len(due), held=held or 0)
