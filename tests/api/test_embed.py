@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 
 from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.lead_status import PUBLIC_KEYS
 
 from .conftest import LEAD, Tenant, add_integration, error_of
@@ -207,3 +208,20 @@ def test_a_forms_thank_you_message_is_set_checked_and_given_to_the_embed(
     assert bad.status_code == 422 and error_of(bad)["field"] == "thank_you_message"
     settings = client.get(f"/v1/forms/{acme.form_key}/embed", headers=ORIGIN).json()
     assert settings["thank_you_message"] == "Thanks! We call back within a day."
+
+
+def test_a_status_token_opens_its_lead_for_30_days_then_answers_404(
+    client: TestClient, engine: Leadrelay, acme: Tenant, clock: FakeClock
+) -> None:
+    # Given a lead posted by a page, and its status URL
+    posted = client.post(f"/v1/forms/{acme.form_key}/leads", json=LEAD).json()
+    url = f"/v1/lead-status/{posted['status_token']}"
+    # When it is opened within 30 days, it shows the lead's deliveries
+    clock.advance(days=29, hours=23)
+    assert client.get(url).status_code == 200
+    # When it is opened later, it answers 404 saying the token expired
+    clock.advance(hours=2)
+    answer = client.get(url)
+    assert answer.status_code == 404
+    assert error_of(answer)["field"] == "token"
+    assert "expired" in error_of(answer)["message"]

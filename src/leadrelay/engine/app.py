@@ -210,7 +210,7 @@ class Leadrelay:
         """Signed tokens a poster reads its lead's state with."""
         from .lead_status import LeadStatus
 
-        return LeadStatus(self.ledger, self.settings.secret_key)
+        return LeadStatus(self.ledger, self.settings.secret_key, self.clock)
 
     @cached_property
     def imports(self) -> Importer:

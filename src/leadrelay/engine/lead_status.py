@@ -22,7 +22,9 @@ evaluation traces, proxy   no                                yes
 
 The status URL is opened by a *status token*, made per lead: an HMAC of the lead id
 under a key derived from ``LEADRELAY_SECRET_KEY``. It opens that one lead's view and
-nothing else; it cannot be guessed from the lead id, and needs no table.
+nothing else; it cannot be guessed from the lead id, and needs no table. It opens the view
+for :data:`VALID_FOR` after the lead came (a page needs it for seconds; a link pasted
+somewhere does not keep showing the lead's deliveries for ever), then answers not found.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select
 
+from .clock import Clock, SystemClock
 from .errors import NotFound
 from .ledger import Delivery, DeliveryState, Form, Integration, Lead, Ledger
 from .ledger.models import Attempt
@@ -47,6 +51,8 @@ PUBLIC_KEYS = ("delivery_id", "integration_id", "integration", "connector", "sta
                "outcome", "crm_reference", "reason", "decided_by", "attempts")
 _TOKEN_BYTES = 18
 _NOT_FOUND = "no lead has this status token"
+#: How long after its lead came a status token opens the lead's view.
+VALID_FOR = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,9 @@ def public_state(state: str, attempts: int) -> str:
 class LeadStatus:
     """Status tokens, and the public view of a lead's deliveries they open."""
 
-    def __init__(self, ledger: Ledger, secret_key: str) -> None:
+    def __init__(self, ledger: Ledger, secret_key: str, clock: Clock | None = None) -> None:
         self.ledger = ledger
+        self.clock = clock or SystemClock()
         # A key of its own, derived: a status token reveals nothing of the secrets key.
         self._key = hashlib.sha256(b"leadrelay lead-status\0" + secret_key.encode()).digest()
 
@@ -93,6 +100,12 @@ class LeadStatus:
             form = conn.execute(_FORM_OF_LEAD, {"lead_id": lead_id}).first()
             if form is None:
                 raise NotFound(_NOT_FOUND, field="token")
+            received = form.received_at
+            if received.tzinfo is None:  # SQLite keeps naive UTC
+                received = received.replace(tzinfo=UTC)
+            if self.clock.now() - received > VALID_FOR:
+                raise NotFound(f"this status token has expired: it opens a lead's status for "
+                               f"{VALID_FOR.days} days after the lead came", field="token")
             rows = list(conn.execute(_DELIVERIES, {"lead_ids": [lead_id]}))
         deliveries = [_public(r) for r in rows]
         body = {
@@ -157,6 +170,6 @@ _DELIVERIES = (
     .order_by(_D.c.id)
 )
 _FORM_OF_LEAD = (
-    select(_F.c.allowed_origins).join(_L, _L.c.form_id == _F.c.id)
+    select(_F.c.allowed_origins, _L.c.received_at).join(_L, _L.c.form_id == _F.c.id)
     .where(_L.c.id == bindparam("lead_id"))
 )
