@@ -9,6 +9,9 @@ from a separate client process (``bench.api_load``) with keep-alive connections.
   the run, which parses the same JSON body and does the same two inserts (lead,
   delivery) in one transaction with SQLAlchemy Core: the least a durable HTTP intake
   must do on that server.
+- ``throughput-sqlite-api``: ``throughput-sqlite``'s embedded run with the HTTP API served
+  by uvicorn in the same process, as ``leadrelay serve`` does, against the same run without
+  it, alternating: what the API's presence costs the delivery path.
 - ``realtime-overhead``: one visitor at a time posts to a form whose only integration is
   real-time, to a CRM answering in 50 ms; the overhead of a post is its answer time
   minus the CRM's own handling time, as the CRM measured it.
@@ -43,6 +46,7 @@ from leadrelay.engine.ledger import Delivery, Lead
 from ..core import Context, Target, scenario
 from ..rig import ROOT, EngineSpec, integration_ids, lead
 from ..services import flush_redis, psycopg_url, scratch_postgres
+from .throughput import embedded_measure
 
 INTAKE_UNITS = {"engine_per_s": "leads/s", "raw_per_s": "posts/s", "ratio": "engine ÷ raw"}
 #: Keep-alive connections of the intake client: a few browsers posting at once.
@@ -247,3 +251,29 @@ def realtime_overhead(ctx: Context) -> dict[str, float]:
     finally:
         engine.close()
         crm.close()
+
+
+@scenario(
+    "throughput-sqlite-api",
+    "Background throughput — embedded, with the HTTP API served in the process",
+    headline="ratio",
+    target=Target("ratio", ">=", 0.9),
+    units={"with_api_per_s": "deliveries/s", "without_per_s": "deliveries/s",
+           "ratio": "with API ÷ without"},
+)
+def throughput_with_api(ctx: Context) -> dict[str, float]:
+    """One repetition: the embedded throughput run with and without the API up."""
+    n = ctx.sizes.leads
+    ctx.note("shape", f"{n} leads as throughput-sqlite; the API on uvicorn in a thread of the "
+                      "same process (served, idle: leads come through submit as there)")
+
+    def run(with_api: bool) -> float:
+        home = ctx.scratch / f"tp-api-{ctx.rep}-{'with' if with_api else 'without'}"
+        during = (lambda app: serving(create_app(app))) if with_api else None
+        return embedded_measure(ctx, f"sqlite:///{home / 'ledger.db'}", n, home,
+                                during=during)[0]
+
+    order = [True, False] if ctx.rep % 2 == 0 else [False, True]
+    rates = {with_api: run(with_api) for with_api in order}
+    return {"with_api_per_s": rates[True], "without_per_s": rates[False],
+            "ratio": rates[True] / rates[False]}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,17 @@ def embedded_measure(
     *,
     plugins_file: Path | None = None,
     integration: dict[str, Any] | None = None,
+    during: Callable[[Leadrelay], AbstractContextManager[object]] | None = None,
 ) -> tuple[float, float]:
-    """Deliveries/s of the embedded engine, and its CPU milliseconds per delivery."""
+    """Deliveries/s of the embedded engine, and its CPU milliseconds per delivery;
+    ``during(app)``: what else runs in the process meanwhile (the HTTP API)."""
     spec = EngineSpec.new(
         home, database_url, None, threads=ctx.sizes.threads, plugins_file=plugins_file
     )
     app = spec.build()
     try:
         form = setup_form(app, integration or {"url": ctx.crm.url})
-        with probe(database_url) as p:
+        with probe(database_url) as p, (during(app) if during else nullcontext()):
             app.start_worker(threads=ctx.sizes.threads)
             app.start_sweeper()
             elapsed, cpu = _feed_until_delivered(ctx, app, form, count, p, CpuMeter([os.getpid()]))

@@ -40,6 +40,16 @@ __all__ = [
 ]
 
 
+class _Target(NamedTuple):
+    """An active integration of a form, as intake needs it."""
+
+    id: int
+    realtime: bool
+    budget: float
+    name: str
+    connector: str
+
+
 @dataclass(frozen=True)
 class LeadIn:
     """One lead to accept."""
@@ -62,6 +72,9 @@ class Accepted:
     realtime: tuple[tuple[int, float], ...] = ()
     #: The integration of each delivery, in the order of ``delivery_ids``.
     integration_ids: tuple[int, ...] = ()
+    #: Each delivery's integration name and connector, in the same order (what a post's
+    #: answer shows of a queued delivery, without reading it back).
+    integration_labels: tuple[tuple[str, str], ...] = ()
 
     def deliveries(self) -> list[tuple[int | None, int]]:
         """``(integration id, delivery id)`` of each delivery created."""
@@ -203,7 +216,7 @@ class Intake:
                 "created_at": now,
             }
             for c, lead_id in zip(checked, lead_ids, strict=True)
-            for integration_id, _, _ in targets.get(c.lead.form_id, ())
+            for integration_id, *_ in targets.get(c.lead.form_id, ())
         ]
         delivery_ids = iter(
             _insert(conn, delivery_rows, one=_INSERT_DELIVERY, many=_INSERT_DELIVERIES)
@@ -213,23 +226,24 @@ class Intake:
             found = targets.get(c.lead.form_id, ())
             ids = tuple(next(delivery_ids) for _ in found)
             realtime = tuple(
-                (did, budget) for did, (_, is_rt, budget) in zip(ids, found, strict=True) if is_rt
+                (did, t.budget) for did, t in zip(ids, found, strict=True) if t.realtime
             )
-            results.append(Accepted(lead_id, ids, realtime, tuple(i for i, _, _ in found)))
+            results.append(Accepted(lead_id, ids, realtime, tuple(t.id for t in found),
+                                    tuple((t.name, t.connector) for t in found)))
         return results
 
-    def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[tuple[int, bool, float]]]:
-        """Active integrations per form: (id, realtime, budget). Unknown forms are refused."""
-        targets: dict[int, list[tuple[int, bool, float]]] = {}
+    def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[_Target]]:
+        """Active integrations per form. Unknown forms are refused."""
+        targets: dict[int, list[_Target]] = {}
         rows = (
             conn.execute(_TARGETS_OF_ONE, {"form_id": next(iter(form_ids))})
             if len(form_ids) == 1
             else conn.execute(_TARGETS, {"form_ids": list(form_ids)})
         )
-        for form_id, integration_id, realtime, budget in rows:
+        for form_id, integration_id, realtime, budget, name, connector in rows:
             found = targets.setdefault(form_id, [])
             if integration_id is not None:  # the form has no active integration
-                found.append((integration_id, realtime, budget))
+                found.append(_Target(integration_id, realtime, budget, name, connector))
         missing = sorted(form_ids - targets.keys())
         if missing:
             raise NotFound(f"form {missing[0]} does not exist", field="form_id")
@@ -242,7 +256,7 @@ _F, _I = cast(Table, Form.__table__), cast(Table, Integration.__table__)
 _L, _D = cast(Table, Lead.__table__), cast(Table, Delivery.__table__)
 #: Each form asked for, with its active integrations in id order (none: one NULL row).
 _ALL_TARGETS = (
-    select(_F.c.id, _I.c.id, _I.c.realtime, _I.c.realtime_budget)
+    select(_F.c.id, _I.c.id, _I.c.realtime, _I.c.realtime_budget, _I.c.name, _I.c.connector)
     .select_from(_F.outerjoin(_I, and_(_I.c.form_id == _F.c.id, _I.c.active.is_(True))))
     .order_by(_I.c.id)
 )

@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any, cast
@@ -115,10 +115,22 @@ class LeadStatus:
         }
         return LeadView(body, tuple(form.allowed_origins or ()))
 
-    def describe(self, lead_id: int, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def describe(
+        self, lead_id: int, entries: Iterable[dict[str, Any]],
+        labels: Mapping[int, tuple[str, str]] | None = None,
+    ) -> list[dict[str, Any]]:
         """A post's answer entries with what a page may also know of each delivery
         (integration name, connector, deciding rule, attempts); their states are kept
-        as the answer has them."""
+        as the answer has them. ``labels``: delivery id → (integration name, connector),
+        when the caller has them: an answer whose deliveries are all queued is then made
+        without reading the ledger again."""
+        entries = list(entries)
+        if labels is not None and all(
+            e.get("state") == "queued" and e.get("delivery_id") in labels for e in entries
+        ):
+            return [{**dict.fromkeys(PUBLIC_KEYS), "integration": labels[e["delivery_id"]][0],
+                     "connector": labels[e["delivery_id"]][1], "attempts": 0, **e}
+                    for e in entries]
         with self.ledger.transaction() as conn:
             known = {r.id: _public(r) for r in conn.execute(_DELIVERIES, {"lead_ids": [lead_id]})}
         out = []

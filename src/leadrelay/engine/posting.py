@@ -221,7 +221,10 @@ class Posts:
         lead_id = posted.body.get("lead_id")
         if not isinstance(lead_id, int):
             return posted
-        entries = self.app.lead_status.describe(lead_id, posted.body.get("deliveries", ()))
+        labels = {d: label for a in posted.accepted
+                  for d, label in zip(a.delivery_ids, a.integration_labels, strict=False)}
+        entries = self.app.lead_status.describe(lead_id, posted.body.get("deliveries", ()),
+                                                labels)
         body = {"lead_id": lead_id, "deliveries": entries,
                 "status_token": self.app.lead_status.token(lead_id)}
         return replace(posted, body=body)

@@ -9,6 +9,7 @@ secrets become :data:`MASK`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import html
@@ -197,11 +198,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if len(s) >= 3})
-        forms = {f for s in self._secrets for f in derived_forms(s)}
-        # One branch per character (a trie), so each position of a text costs one step
-        # per character matched, not one per form: ~30 forms per secret stay cheap. The
-        # longest form that matches is masked whole.
-        self._pattern = re.compile(_trie_pattern(forms)) if forms else None
+        self._pattern = _pattern_of(tuple(self._secrets))
 
     def extend(self, secrets: Iterable[str]) -> Redactor:
         """A redactor that also masks ``secrets`` (a session id learnt at login, a
@@ -223,6 +220,18 @@ class Redactor:
             k: MASK if k.lower() in SENSITIVE_HEADERS else self.text(str(v))
             for k, v in headers.items()
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern_of(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The compiled pattern masking every derived form of ``secrets``, built once per set:
+    a connector extends its redactor on every attempt (a SOAP session id, a signature),
+    and building the pattern costs about a millisecond (docs/benchmarks.md, ``soap``)."""
+    forms = {f for s in secrets for f in derived_forms(s)}
+    # One branch per character (a trie), so each position of a text costs one step per
+    # character matched, not one per form: ~30 forms per secret stay cheap. The longest
+    # form that matches is masked whole.
+    return re.compile(_trie_pattern(forms)) if forms else None
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
