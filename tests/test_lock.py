@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +40,12 @@ def test_every_locked_distribution_is_pinned_with_its_hashes() -> None:
 
 
 def test_the_environment_holds_exactly_the_locked_versions() -> None:
-    # Given the distributions installed in this environment (the project itself aside)
+    # Given the distributions installed in this environment's site-packages (the project
+    # itself aside; not what a package vendors and puts on sys.path, as setuptools does)
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     installed = {
-        normalized(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()
+        normalized(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions(path=paths)
     }
     installed.pop("leadrelay", None)
     locked = requirements()

@@ -66,7 +66,8 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
         book.add({
             "order": order, "scenario": scenario, "backend": backend,
             "leads": findings.leads, **findings.row(),
-            "ended": f"{findings.delivered} delivered, {findings.not_integrated} failed",
+            "ended": f"{findings.delivered} delivered, {findings.not_integrated} failed"
+                     + (f", {findings.pending} pending (due)" if findings.pending else ""),
             "attempts": f"{findings.max_attempts} ({policy})",
             "measured": measured, **extra,
         })

@@ -47,6 +47,9 @@ class Findings:
     deliveries: int
     delivered: int
     not_integrated: int
+    #: Pending and due for their next attempt, in a scenario that stops before they end
+    #: (``settled=False``): durable, not lost.
+    pending: int
     crm_requests: int
     #: Requests beyond the first per delivery, at a CRM that creates on every request.
     duplicates: int
@@ -63,7 +66,7 @@ class Findings:
             "deliveries": self.deliveries,
             "delivered": self.delivered,
             "not_integrated": self.not_integrated,
-            "lost": self.deliveries - self.delivered - self.not_integrated,
+            "lost": self.deliveries - self.delivered - self.not_integrated - self.pending,
             "crm_requests": self.crm_requests,
             "duplicates": self.duplicates,
             "lost_answers": self.lost_answers,
@@ -208,6 +211,8 @@ def check_promises(
         deliveries=len(deliveries),
         delivered=counts["delivered"],
         not_integrated=counts["not_integrated"],
+        pending=0 if settled else sum(
+            1 for d in deliveries if d["state"] == "pending" and d["next_due_at"] is not None),
         crm_requests=len(received),
         duplicates=duplicates,
         lost_answers=sum(1 for a in attempts if lost_answer(a)),

@@ -379,6 +379,7 @@ class PreparedImport:
         self.mapping = mapping
         self.resumed = resumed
         self.import_id: int | None = resumed.id if resumed else None
+        self._taken_up = False
 
     @property
     def layout(self) -> Any:
@@ -386,10 +387,17 @@ class PreparedImport:
         return self.source.layout
 
     def start(self) -> int:
-        """Record the import (or take up the resumed one); its id."""
-        if self.import_id is not None:
-            return self.import_id
+        """Record the import (or take up the resumed one: running again, its error
+        cleared, so whoever polls it sees it carry on); its id."""
         now = self.importer.clock.now()
+        if self.import_id is not None:
+            if self.resumed is not None and not self._taken_up:
+                with self.importer.ledger.transaction() as conn:
+                    conn.execute(update(_IMP).where(_IMP.c.id == self.import_id).values(
+                        state=ImportState.RUNNING.value, error=None, finished_at=None,
+                        updated_at=now))
+                self._taken_up = True
+            return self.import_id
         layout = self.source.layout
         with self.importer.ledger.session() as s:
             row = Import(
