@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .clock import Clock, SystemClock
 from .intake import Accepted, Intake, LeadIn
@@ -45,6 +46,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
+
+class _part(cached_property[_T]):
+    """A part of the engine, built on first use, once: under the engine's lock, so two
+    threads' first uses (two API requests) never build two (Python 3.12's
+    ``cached_property`` takes no lock; a second ``Posts`` would register a second writer)."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _T:  # type: ignore[override]
+        if instance is None:
+            return self  # type: ignore[return-value]
+        try:
+            return instance.__dict__[self.attrname]
+        except KeyError:
+            pass
+        with instance._parts_lock:
+            return super().__get__(instance, owner)
+
 
 class Leadrelay:
     """One leadrelay engine: ledger, connectors, broker, worker and sweeper.
@@ -70,6 +89,8 @@ class Leadrelay:
         ``LEADRELAY_PLANS_FILE``, or ``plans.toml`` in the home directory if there is one."""
         self.settings = settings or Settings.from_env()
         self.clock = clock or SystemClock()
+        #: Held while a part is built (re-entrant: a part builds the parts it needs).
+        self._parts_lock = threading.RLock()
         self._plugins_file = self.settings.plugins()
         for name, given in (("plugins", plugins), ("routes", routes), ("egress", egress)):
             if given is not None:
@@ -88,38 +109,38 @@ class Leadrelay:
 
     # -- parts, built on first use ------------------------------------------------
 
-    @cached_property
+    @_part
     def plugins(self) -> Plugins:
         """The installed connectors and expectation kinds (``plugins.toml`` settings)."""
         from .plugins import Plugins
 
         return Plugins(self._plugins_file.connectors)
 
-    @cached_property
+    @_part
     def egress(self) -> EgressPolicy:
         """Where integrations may connect (``LEADRELAY_EGRESS_ALLOW``; see :mod:`.egress`)."""
         return self.settings.egress()
 
-    @cached_property
+    @_part
     def routes(self) -> ProxyRoutes:
         """The static-IP pools of ``plugins.toml``, validated."""
         return _routes_from(self._plugins_file.proxies, self.clock, self.egress)
 
-    @cached_property
+    @_part
     def box(self) -> SecretBox:
         """Encrypts integration secrets at rest with ``LEADRELAY_SECRET_KEY``."""
         from .secrets import SecretBox
 
         return SecretBox(self.settings.secret_key)
 
-    @cached_property
+    @_part
     def runtimes(self) -> RuntimeCache:
         """Each integration's connector, settings and policy, ready to send."""
         from .runtime import RuntimeCache
 
         return RuntimeCache(self.plugins, self.box, self.routes, egress=self.egress)
 
-    @cached_property
+    @_part
     def manage(self) -> Management:
         """Accounts, forms, integrations, plans: every change an operator makes."""
         from .management import Management
@@ -135,7 +156,7 @@ class Leadrelay:
         manage.queued = lambda: self._consumed_here
         return manage
 
-    @cached_property
+    @_part
     def runner(self) -> DeliveryRunner:
         """Runs one attempt of one delivery: claim, send, judge, record."""
         from .delivery import DeliveryRunner
@@ -144,14 +165,14 @@ class Leadrelay:
             self.ledger, self.runtimes, self.clock, lease_seconds=self.settings.lease_seconds
         )
 
-    @cached_property
+    @_part
     def broker(self) -> dramatiq.Broker:
         """Redis with ``LEADRELAY_BROKER_URL``, the in-process broker otherwise."""
         from .broker import make_broker
 
         return make_broker(self.settings.broker_url, lease_s=self.settings.lease_seconds)
 
-    @cached_property
+    @_part
     def dispatcher(self) -> Dispatcher:
         """Announces deliveries to the workers and runs them there."""
         from .broker import Dispatcher
@@ -160,7 +181,7 @@ class Leadrelay:
         dispatcher.gate = self.gate
         return dispatcher
 
-    @cached_property
+    @_part
     def gate(self) -> Gate:
         """Per-integration rate limits and 429 pauses, shared by every worker process."""
         from .throttle import Gate, Limiter
@@ -170,7 +191,7 @@ class Leadrelay:
             namespace=_namespace(self.settings.database_url),
         )
 
-    @cached_property
+    @_part
     def sweeper(self) -> Sweeper:
         """Finds deliveries due or lost and announces them again."""
         from .sweeper import Sweeper
@@ -179,14 +200,14 @@ class Leadrelay:
             self.ledger, self.clock, self.dispatcher.announce, bulk=self.dispatcher.announce_bulk
         )
 
-    @cached_property
+    @_part
     def replayer(self) -> Replayer:
         """Gives failed deliveries a fresh set of attempts."""
         from .replay import Replayer
 
         return Replayer(self.ledger, self.runtimes, self.clock)
 
-    @cached_property
+    @_part
     def realtime(self) -> RealtimeSender:
         """Sends a lead's real-time deliveries while its poster waits (see :mod:`.realtime`)."""
         from .realtime import RealtimeSender
@@ -198,21 +219,21 @@ class Leadrelay:
             admit=self.gate.admit,
         )
 
-    @cached_property
+    @_part
     def keys(self) -> ApiKeys:
         """The API's keys: issued, listed, revoked."""
         from .apikeys import ApiKeys
 
         return ApiKeys(self.ledger, self.clock)
 
-    @cached_property
+    @_part
     def lead_status(self) -> LeadStatus:
         """Signed tokens a poster reads its lead's state with."""
         from .lead_status import LeadStatus
 
         return LeadStatus(self.ledger, self.settings.secret_key, self.clock)
 
-    @cached_property
+    @_part
     def imports(self) -> Importer:
         """Bulk imports (``leadrelay import``, ``POST /v1/imports``), on the bulk lane."""
         from .imports import Importer
@@ -222,21 +243,21 @@ class Leadrelay:
             lambda: self._consumed_here,
         )
 
-    @cached_property
+    @_part
     def posts(self) -> Posts:
         """Leads posted to the API: validated, stored once per idempotency key, answered."""
         from .posting import Posts
 
         return Posts(self)
 
-    @cached_property
+    @_part
     def digests(self) -> Digests:
         """The failure digest (``LEADRELAY_SMTP_URL``): runs, send now, preview, history."""
         from .digest.service import Digests
 
         return Digests(self.ledger, self.clock, self.settings)
 
-    @cached_property
+    @_part
     def facebook(self) -> FacebookSource:
         """Facebook Lead Ads: page connections, the webhook, the background Graph reads
         (``graph``: where the Graph API is; ``LEADRELAY_FACEBOOK_GRAPH_*`` otherwise)."""
