@@ -138,7 +138,14 @@ def test_an_interrupted_import_resumes_without_duplicates(
     assert broken.state == "failed" and "disk gone" in (broken.error or "")
     assert broken.stored == count(app, Lead) > 0  # the counts match the ledger
 
-    resumed = run(app, form_id, data, integrate="off", resume=broken.id)
+    # Taken up, it is running again, its error gone, before its first row is read
+    taken_up = app.imports.open(form_id, io.BytesIO(data), filename="big.csv",
+                                options=ImportOptions(integrate=parse_integrate("off"),
+                                                      resume=broken.id))
+    assert taken_up.start() == broken.id
+    shown = app.imports.get(broken.id)
+    assert (shown.state, shown.error) == ("running", None)
+    resumed = taken_up.run()
     assert resumed.id == broken.id and resumed.state == "finished"
     assert resumed.stored == count(app, Lead) == 35
     assert resumed.duplicates == 0
