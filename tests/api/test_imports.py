@@ -4,7 +4,6 @@ answers 422 with nothing stored; another account's form or import answers 404.""
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 
+from import_support import ROWS, interrupted_import
 from leadrelay.engine.app import Leadrelay
 
 from .conftest import Tenant, add_integration, error_of
@@ -109,29 +109,14 @@ def test_another_accounts_form_and_import_answer_404(
 def test_an_interrupted_import_is_resumed_by_uploading_the_file_again(
     client: TestClient, engine: Leadrelay, acme: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from leadrelay.engine.imports import ImportOptions, parse_integrate, service
-
     # Given an import whose file broke after its first rows were stored
-    monkeypatch.setattr(service, "BATCH_ROWS", 10)
-    data = b"email\n" + b"".join(f"u{i}@x.test\n".encode() for i in range(35))
-
-    class Dies(io.BytesIO):
-        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
-            if self.tell() >= 200:
-                raise OSError("disk gone")
-            return super().read(min(n, 100) if n and n > 0 else 100)
-
-    prepared = engine.imports.open(acme.form_id, Dies(data), filename="big.csv",
-                                   options=ImportOptions(integrate=parse_integrate("off")))
-    with pytest.raises(OSError):
-        prepared.run()
-    broken = engine.imports.get(prepared.import_id)  # type: ignore[arg-type]
+    broken = interrupted_import(engine, acme.form_id, monkeypatch)
     assert broken.state == "failed" and 0 < broken.stored < 35
     # When the same file is uploaded again with resume
     answer = client.post("/v1/imports", headers=acme.headers,
                          params={"form_id": acme.form_id, "integrate": "off",
                                  "resume": broken.id},
-                         files={"file": ("big.csv", data, "text/csv")})
+                         files={"file": ("big.csv", ROWS, "text/csv")})
     # Then the same import carries on to the end, no row stored twice
     assert answer.status_code == 202, answer.text
     # (running, or already finished: never the old failure)
@@ -142,5 +127,5 @@ def test_an_interrupted_import_is_resumed_by_uploading_the_file_again(
     # and a finished import is not resumed again: 422, naming resume
     again = client.post("/v1/imports", headers=acme.headers,
                         params={"form_id": acme.form_id, "resume": broken.id},
-                        files={"file": ("big.csv", data, "text/csv")})
+                        files={"file": ("big.csv", ROWS, "text/csv")})
     assert again.status_code == 422 and error_of(again)["field"] == "resume"

@@ -12,6 +12,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
+from import_support import ROWS, interrupted_import
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.errors import BadInput, NotFound
@@ -117,29 +118,12 @@ def test_an_id_column_dedupes_by_id_even_when_the_row_changed(
 def test_an_interrupted_import_resumes_without_duplicates(
     app: Leadrelay, form_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from leadrelay.engine.imports import service
-
-    monkeypatch.setattr(service, "BATCH_ROWS", 10)
-    data = b"email\n" + b"".join(f"u{i}@x.test\n".encode() for i in range(35))
-
-    class Dies(io.BytesIO):
-        """The file's stream breaks after its first 200 bytes are read."""
-
-        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
-            if self.tell() >= 200:
-                raise OSError("disk gone")
-            return super().read(min(n, 100) if n and n > 0 else 100)
-
-    prepared = app.imports.open(form_id, Dies(data), filename="big.csv",
-                                options=ImportOptions(integrate=parse_integrate("off")))
-    with pytest.raises(OSError):
-        prepared.run()
-    broken = app.imports.get(prepared.import_id)  # type: ignore[arg-type]
+    broken = interrupted_import(app, form_id, monkeypatch)
     assert broken.state == "failed" and "disk gone" in (broken.error or "")
     assert broken.stored == count(app, Lead) > 0  # the counts match the ledger
 
     # Taken up, it is running again, its error gone, before its first row is read
-    taken_up = app.imports.open(form_id, io.BytesIO(data), filename="big.csv",
+    taken_up = app.imports.open(form_id, io.BytesIO(ROWS), filename="big.csv",
                                 options=ImportOptions(integrate=parse_integrate("off"),
                                                       resume=broken.id))
     assert taken_up.start() == broken.id

@@ -4,6 +4,8 @@ policy and, when the policy gives up, sits in the failed collection with Graph's
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -48,6 +50,30 @@ def the_row(engine: Leadrelay) -> FacebookLead:
 def leads(engine: Leadrelay) -> list[Lead]:
     with engine.ledger.session() as s:
         return list(s.scalars(sa.select(Lead)))
+
+
+@contextmanager
+def notified_engine(tmp_path: Path, database_url: str, clock: FakeClock, graph: Graph, *,
+                    timeout: float, egress_allow: tuple[str, ...] | None = None
+                    ) -> Iterator[Leadrelay]:
+    """An engine of its own (Graph read ``timeout``, ``egress_allow``), its page connected
+    and a signed notification of :data:`LEAD` received: the read is due."""
+    settings = Settings(home=tmp_path, database_url=database_url, broker_url=None,
+                        secret_key=SecretBox.generate_key(), plugins_file=None,
+                        egress_allow=egress_allow)
+    engine = Leadrelay(settings, clock=clock,
+                       graph=GraphSettings(base_url=graph.url, version=VERSION, timeout=timeout))
+    try:
+        account = engine.manage.create_account("Acme", "owner@acme.test", plan="growth")
+        form = engine.manage.create_form(account.id, "Leads")
+        engine.facebook.connect(account.id, PAGE_ID, app_secret=APP_SECRET,
+                                verify_token="t0ken", page_access_token=PAGE_TOKEN,
+                                forms={"1418823349021556": form.id})
+        body = notification(LEAD)
+        engine.facebook.receive(body, signed(body)["X-Hub-Signature-256"])
+        yield engine
+    finally:
+        engine.close()
 
 
 def test_a_graph_190_keeps_the_lead_and_the_next_attempt_recovers(
@@ -139,18 +165,7 @@ def test_a_graph_timeout_keeps_the_lead(
         return Response("{}", content_type="application/json")
 
     graph.server.expect_request(f"/{VERSION}/{LEAD}").respond_with_handler(slow)
-    settings = Settings(home=tmp_path, database_url=database_url, broker_url=None,
-                        secret_key=SecretBox.generate_key(), plugins_file=None)
-    engine = Leadrelay(settings, clock=clock,
-                       graph=GraphSettings(base_url=graph.url, version=VERSION, timeout=0.2))
-    try:
-        account = engine.manage.create_account("Acme", "owner@acme.test", plan="growth")
-        form = engine.manage.create_form(account.id, "Leads")
-        engine.facebook.connect(account.id, PAGE_ID, app_secret=APP_SECRET,
-                                verify_token="t0ken", page_access_token=PAGE_TOKEN,
-                                forms={"1418823349021556": form.id})
-        body = notification(LEAD)
-        engine.facebook.receive(body, signed(body)["X-Hub-Signature-256"])
+    with notified_engine(tmp_path, database_url, clock, graph, timeout=0.2) as engine:
         # When the read runs
         started = time.monotonic()
         [result] = engine.facebook.read_due()
@@ -159,8 +174,6 @@ def test_a_graph_timeout_keeps_the_lead(
         assert result.state == "reading"
         assert "Graph API unreachable" in (result.reason or "")
         assert "no answer within 0.2s" in (result.reason or "")
-    finally:
-        engine.close()
 
 
 def test_a_stored_lead_is_routed_like_any_lead_of_its_form_realtime_included(
@@ -217,19 +230,8 @@ def test_the_graph_reads_follow_the_engines_egress_policy(
     # Given an engine whose own egress policy allows no private address, though the
     # process environment (the test suite's) allows loopback, and a Graph API on loopback
     graph.serves(LEAD)
-    settings = Settings(home=tmp_path, database_url=database_url, broker_url=None,
-                        secret_key=SecretBox.generate_key(), plugins_file=None,
-                        egress_allow=())
-    engine = Leadrelay(settings, clock=clock,
-                       graph=GraphSettings(base_url=graph.url, version=VERSION, timeout=2))
-    try:
-        account = engine.manage.create_account("Acme", "owner@acme.test", plan="growth")
-        form = engine.manage.create_form(account.id, "Leads")
-        engine.facebook.connect(account.id, PAGE_ID, app_secret=APP_SECRET,
-                                verify_token="t0ken", page_access_token=PAGE_TOKEN,
-                                forms={"1418823349021556": form.id})
-        body = notification(LEAD)
-        engine.facebook.receive(body, signed(body)["X-Hub-Signature-256"])
+    with notified_engine(tmp_path, database_url, clock, graph, timeout=2,
+                         egress_allow=()) as engine:
         # When the read runs
         [result] = engine.facebook.read_due()
         # Then the engine's policy refused the connection: nothing was read, the read is
@@ -238,5 +240,3 @@ def test_the_graph_reads_follow_the_engines_egress_policy(
         assert result.state == "not_read"
         assert (result.reason or "").startswith("refused target: ")
         assert "a loopback address" in (result.reason or "")
-    finally:
-        engine.close()
