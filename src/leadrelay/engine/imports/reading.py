@@ -85,22 +85,25 @@ class ImportFile:
         buffer = self._sample
         if self.layout.encoding == "utf-8-sig" and buffer.startswith(codecs.BOM_UTF8):
             buffer = buffer[len(codecs.BOM_UTF8):]
+        # Lines are cut at an offset in the buffer: cutting the buffer itself at each line
+        # would copy the rest of it every time, a quadratic cost on each chunk read.
+        pos = 0
         skipping = False
         while True:
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", pos)
             if end < 0:
-                if len(buffer) > MAX_LINE_BYTES:
+                if len(buffer) - pos > MAX_LINE_BYTES:
                     if not skipping:
                         yield b"\x00too-long"
-                    skipping, buffer = True, b""
+                    skipping, buffer, pos = True, b"", 0
                 chunk = self.stream.read(SAMPLE_BYTES)
                 if not chunk:
-                    if buffer and not skipping:
-                        yield buffer
+                    if len(buffer) > pos and not skipping:
+                        yield buffer[pos:]
                     return
-                buffer += chunk
+                buffer, pos = buffer[pos:] + chunk, 0
                 continue
-            line, buffer = buffer[: end + 1], buffer[end + 1 :]
+            line, pos = buffer[pos : end + 1], end + 1
             if skipping:
                 skipping = False
                 continue
@@ -182,8 +185,7 @@ class ImportFile:
             except csv.Error as exc:
                 yield Row(start, None, str(exc))
                 continue
-            end = self._line
-            bad = next((self._bad[n] for n in range(start, end + 1) if n in self._bad), None)
+            bad = self._bad_within(start, self._line) if self._bad else None
             if bad is not None:
                 yield Row(start, None, bad)
                 continue
@@ -201,8 +203,9 @@ class ImportFile:
     def _jsonl_rows(self) -> Iterator[Row]:
         for text in self._lines:
             line = self._line
-            if line in self._bad:
-                yield Row(line, None, self._bad[line])
+            bad = self._bad_within(line, line) if self._bad else None
+            if bad is not None:
+                yield Row(line, None, bad)
                 continue
             if not text.strip():
                 continue
@@ -215,6 +218,16 @@ class ImportFile:
                 yield Row(line, None, f"a JSON object is expected, got {type(value).__name__}")
                 continue
             yield Row(line, value)
+
+    def _bad_within(self, start: int, end: int) -> str | None:
+        """Why the first bad line from ``start`` to ``end`` is refused, if one is; those
+        lines are forgotten (each is read once: the map stays small on a big file)."""
+        bad = None
+        for line in range(start, end + 1):
+            reason = self._bad.pop(line, None)
+            if bad is None:
+                bad = reason
+        return bad
 
     @property
     def lines_read(self) -> int:

@@ -19,34 +19,29 @@ they go on the bulk lane, behind live leads (``broker.BULK_QUEUE``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import IO, Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..clock import Clock
 from ..errors import BadInput, NotFound
-from ..forms import check_required
-from ..intake import Intake, LeadIn
-from ..leads import validate_payload
-from ..ledger import Delivery, DeliveryState, Form, Import, ImportState, Integration, Lead, Ledger
-from ..ledger.models import LeadSource
+from ..intake import Intake
+from ..ledger import Delivery, Form, Import, ImportState, Integration, Lead, Ledger
 from ..secrets import SecretBox
 from ..throttle import Rate, parse_rate
-from .reading import ImportFile, Row
+from .checking import Checked, RowChecker
+from .reading import ImportFile
+from .storing import Pace, active_integrations, create_deliveries, insert_leads
 
 #: Rows stored per transaction.
-BATCH_ROWS = 500
+BATCH_ROWS = 1000
 #: Rejected rows kept with their line and reason on the import (all are counted).
 MAX_REJECTIONS = 1000
 INTEGRATE_MODES = ("off", "on", "throttled")
-_MAX_EXTERNAL_ID = 200
 
 #: Called after each batch with the import as it stands.
 Progress = Callable[["ImportReport"], None]
@@ -170,11 +165,18 @@ class _Counts:
     deliveries: int = 0
     lines_done: int = 0
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    #: Rejections already written to the import (a batch rewrites them only when more
+    #: came: up to MAX_REJECTIONS of them at each batch of a file of bad rows otherwise).
+    written: int = 0
 
     def reject(self, line: int, reason: str) -> None:
         self.rejected += 1
         if len(self.rejections) < MAX_REJECTIONS:
             self.rejections.append({"line": line, "reason": reason[:300]})
+
+    def unwritten(self) -> bool:
+        """Whether rejections were kept since they were last written."""
+        return len(self.rejections) != self.written
 
 
 class Importer:
@@ -267,21 +269,6 @@ class Importer:
                                field="resume")
             return _report(row)
 
-    def _schedule(self, conn: Any, integrate: Integrate, pairs: list[tuple[int, int]],
-                  slots: dict[int, datetime]) -> None:
-        """A throttled import's deliveries due one after the other at its rate, per
-        integration, from where the last batch left off; announced by the sweeper."""
-        assert integrate.rate is not None
-        step = timedelta(seconds=1 / integrate.rate.per_second)
-        now = self.clock.now()
-        rows = []
-        for integration_id, delivery_id in pairs:
-            slot = max(slots.get(integration_id, now), now)
-            rows.append({"s_id": delivery_id, "due": slot})
-            slots[integration_id] = slot + step
-        if rows:
-            conn.execute(_SCHEDULE, rows)
-
     # -- sending an import's leads later ---------------------------------------------
 
     def send(self, import_id: int, *, rate: Rate | None = None,
@@ -291,8 +278,8 @@ class Importer:
         the bulk lane; how many were created."""
         report = self.get(import_id, scope=scope)
         queued = self.queued() and rate is None
+        pace = Pace(rate) if rate is not None else None
         created = 0
-        slots: dict[int, datetime] = {}
         last = 0
         while True:
             with self.ledger.transaction() as conn:
@@ -300,28 +287,17 @@ class Importer:
                 if not leads:
                     break
                 last = leads[-1]
-                targets = list(conn.scalars(_ACTIVE_OF, {"form_id": report.form_id}))
+                targets = active_integrations(conn, report.form_id)
                 have = {(lead, i) for lead, i in conn.execute(_HAVE, {"ids": leads})}
                 now = self.clock.now()
-                rows = [
-                    {
-                        "lead_id": lead_id, "integration_id": integration_id,
-                        "state": DeliveryState.PENDING.value, "attempts_count": 0,
-                        "total_attempts": 0, "replays": 0, "next_due_at": now,
-                        "queued_for": now if queued else None,
-                        "idempotency_key": _key(), "created_at": now,
-                    }
-                    for lead_id in leads for integration_id in targets
-                    if (lead_id, integration_id) not in have
-                ]
-                ids = list(conn.scalars(_INSERT_DELIVERIES, rows)) if rows else []
-                pairs = [(r["integration_id"], d) for r, d in zip(rows, ids, strict=True)]
-                if rate is not None:
-                    self._schedule(conn, Integrate("throttled", rate), pairs, slots)
-                conn.execute(_COUNT_DELIVERIES, {"i_id": import_id, "n": len(ids), "now": now})
-            created += len(ids)
+                missing = [(lead_id, integration_id)
+                           for lead_id in leads for integration_id in targets
+                           if (lead_id, integration_id) not in have]
+                pairs = create_deliveries(conn, missing, now, queued=queued, pace=pace)
+                conn.execute(_COUNT_DELIVERIES, {"i_id": import_id, "n": len(pairs), "now": now})
+            created += len(pairs)
             if queued and pairs:
-                self.announce(list(pairs))
+                self.announce(pairs)
         return created
 
     # -- the operator's view ---------------------------------------------------------
@@ -422,29 +398,30 @@ class PreparedImport:
         if self.resumed is not None:
             r = self.resumed
             counts = _Counts(r.rows, r.stored, r.duplicates, r.rejected, r.deliveries,
-                             r.lines_done, list(r.rejections))
+                             r.lines_done, list(r.rejections), len(r.rejections))
             skip = r.lines_done
         integrate = self.options.integrate
-        slots: dict[int, datetime] = {}
-        batch: list[tuple[int, dict[str, Any], str]] = []
+        pace = Pace(integrate.rate) if integrate.rate is not None else None
+        check = RowChecker(self.mapping, self.options.id_column, self.required).check
+        batch: list[Checked] = []
         try:
             for row in self.source.rows():
                 if row.line <= skip:
                     continue
                 counts.rows += 1
-                checked = self._check(row)
+                checked = check(row)
                 if isinstance(checked, str):
                     counts.reject(row.line, checked)
                     counts.lines_done = row.line
-                else:
-                    batch.append((row.line, *checked))
+                    continue
+                batch.append(checked)
                 if len(batch) >= BATCH_ROWS:
-                    self._store(import_id, batch, counts, integrate, slots)
+                    self._store(import_id, batch, counts, integrate, pace)
                     batch = []
                     if progress is not None:
                         progress(importer.get(import_id))
             counts.lines_done = max(counts.lines_done, self.source.lines_read)
-            self._store(import_id, batch, counts, integrate, slots, finished=True)
+            self._store(import_id, batch, counts, integrate, pace, finished=True)
         except BadInput as exc:
             self._fail(import_id, counts, str(exc))
             raise
@@ -456,93 +433,59 @@ class PreparedImport:
             progress(report)
         return report
 
-    def _check(self, row: Row) -> tuple[dict[str, Any], str] | str:
-        """The row's lead fields and external id, or why it is rejected."""
-        if row.error is not None:
-            return row.error
-        assert row.fields is not None
-        fields: dict[str, Any] = {}
-        for name, value in row.fields.items():
-            target = self.mapping.get(name, name)
-            if target:
-                fields[target] = value
-        external: str
-        if self.options.id_column is not None:
-            raw = row.fields.get(self.options.id_column)
-            if raw is None or (isinstance(raw, str) and not raw.strip()):
-                return f"{self.options.id_column}: the id column is empty"
-            external = str(raw).strip()
-            if len(external) > _MAX_EXTERNAL_ID:
-                return f"{self.options.id_column}: longer than {_MAX_EXTERNAL_ID} characters"
-        else:
-            external = None  # type: ignore[assignment]
-        try:
-            payload = validate_payload(fields, field="row")
-            check_required(self.required, payload)
-        except BadInput as exc:
-            return str(exc)
-        if external is None:
-            canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False)
-            external = "row:" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
-        return payload, external
-
     def _store(
         self,
         import_id: int,
-        batch: list[tuple[int, dict[str, Any], str]],
+        batch: list[Checked],
         counts: _Counts,
         integrate: Integrate,
-        slots: dict[int, datetime],
+        pace: Pace | None,
         *,
         finished: bool = False,
     ) -> None:
+        """Store one batch and the import's counts in one transaction (see
+        :mod:`.storing`); a row whose external id is already in the ledger, or earlier
+        in the batch, is a duplicate."""
         importer = self.importer
         queued = integrate.mode == "on" and importer.queued()
-        for attempt in range(3):
-            try:
-                with importer.ledger.transaction() as conn:
-                    wanted = list(dict.fromkeys(e for _, _, e in batch))
-                    have = (
-                        set(conn.scalars(_EXISTING, {"form_id": self.form_id, "ids": wanted}))
-                        if wanted else set()
-                    )
-                    fresh: dict[str, tuple[int, dict[str, Any]]] = {}
-                    for line, payload, external in batch:
-                        if external not in have and external not in fresh:
-                            fresh[external] = (line, payload)
-                    leads = [
-                        LeadIn(self.form_id, payload, LeadSource.IMPORT.value, external,
-                               import_id)
-                        for external, (_, payload) in fresh.items()
-                    ]
-                    accepted = importer.intake.store_valid(
-                        conn, leads, integrate=integrate.mode != "off", queued=queued
-                    )
-                    pairs = [d for a in accepted for d in a.deliveries()]
-                    if integrate.mode == "throttled":
-                        importer._schedule(conn, integrate, cast(Any, pairs), slots)
-                    stored, dupes = len(leads), len(batch) - len(leads)
-                    lines = max((line for line, _, _ in batch), default=counts.lines_done)
-                    values = {
-                        "rows": counts.rows, "stored": counts.stored + stored,
-                        "duplicates": counts.duplicates + dupes, "rejected": counts.rejected,
-                        "deliveries": counts.deliveries + len(pairs),
-                        "lines_done": max(counts.lines_done, lines),
-                        "rejections": list(counts.rejections),
-                        "updated_at": importer.clock.now(),
-                    }
-                    if finished:
-                        values["state"] = ImportState.FINISHED.value
-                        values["finished_at"] = importer.clock.now()
-                    conn.execute(update(_IMP).where(_IMP.c.id == import_id).values(**values))
-                break
-            except IntegrityError:
-                if attempt == 2:
-                    raise  # another import of the same rows keeps winning the race
+        fresh: dict[str, Checked] = {}
+        for checked in batch:
+            fresh.setdefault(checked.external_id, checked)
+        rows = list(fresh.values())
+        pairs: list[tuple[int | None, int]] = []
+        with importer.ledger.transaction() as conn:
+            now = importer.clock.now()
+            if integrate.mode == "off":
+                stored = cast(int, insert_leads(conn, self.form_id, import_id, rows, now,
+                                                ids=False))
+            else:
+                ids = cast(list[int], insert_leads(conn, self.form_id, import_id, rows, now,
+                                                   ids=True))
+                stored = len(ids)
+                targets = active_integrations(conn, self.form_id) if ids else []
+                pairs = create_deliveries(
+                    conn, [(lead, target) for lead in ids for target in targets], now,
+                    queued=queued, pace=pace,
+                )
+            dupes = len(batch) - stored
+            lines = max(counts.lines_done, batch[-1].line if batch else 0)
+            values: dict[str, Any] = {
+                "rows": counts.rows, "stored": counts.stored + stored,
+                "duplicates": counts.duplicates + dupes, "rejected": counts.rejected,
+                "deliveries": counts.deliveries + len(pairs), "lines_done": lines,
+                "updated_at": now,
+            }
+            if counts.unwritten():
+                values["rejections"] = list(counts.rejections)
+            if finished:
+                values["state"] = ImportState.FINISHED.value
+                values["finished_at"] = now
+            conn.execute(update(_IMP).where(_IMP.c.id == import_id).values(**values))
         counts.stored += stored
         counts.duplicates += dupes
         counts.deliveries += len(pairs)
-        counts.lines_done = cast(int, values["lines_done"])
+        counts.lines_done = lines
+        counts.written = len(counts.rejections)
         if queued and pairs:
             importer.announce(pairs)
 
@@ -623,41 +566,18 @@ def _replace(report: ImportReport, **changes: Any) -> ImportReport:
     return replace(report, **changes)
 
 
-def _key() -> str:
-    from ..intake import idempotency_key
-
-    return idempotency_key()
-
-
 _IMP = cast(Table, Import.__table__)
 _L = cast(Table, Lead.__table__)
 _D = cast(Table, Delivery.__table__)
 _I = cast(Table, Integration.__table__)
-#: Those of some external ids already imported into a form. Bound: form_id, ids.
-_EXISTING = select(_L.c.external_id).where(
-    _L.c.form_id == bindparam("form_id"),
-    _L.c.source == LeadSource.IMPORT.value,
-    _L.c.external_id.in_(bindparam("ids", expanding=True)),
-)
-#: A delivery's first due time. Bound: s_id, due.
-_SCHEDULE = (
-    update(_D)
-    .where(_D.c.id == bindparam("s_id"))
-    .values(next_due_at=bindparam("due", type_=_D.c.next_due_at.type), queued_for=None)
-)
 _LEADS_AFTER = (
     select(_L.c.id)
     .where(_L.c.import_id == bindparam("import_id"), _L.c.id > bindparam("after"))
     .order_by(_L.c.id)
     .limit(BATCH_ROWS)
 )
-_ACTIVE_OF = select(_I.c.id).where(_I.c.form_id == bindparam("form_id"),
-                                   _I.c.active.is_(True)).order_by(_I.c.id)
 _HAVE = select(_D.c.lead_id, _D.c.integration_id).where(
     _D.c.lead_id.in_(bindparam("ids", expanding=True))
-)
-_INSERT_DELIVERIES = (
-    cast(Any, _D.insert()).returning(_D.c.id, sort_by_parameter_order=True)
 )
 _COUNT_DELIVERIES = (
     update(_IMP)
