@@ -225,3 +225,23 @@ def test_a_status_token_opens_its_lead_for_30_days_then_answers_404(
     assert answer.status_code == 404
     assert error_of(answer)["field"] == "token"
     assert "expired" in error_of(answer)["message"]
+
+
+def test_a_real_time_failure_is_answered_as_the_status_url_then_shows_it(
+    client: TestClient, acme: Tenant, httpserver: HTTPServer
+) -> None:
+    # Given a real-time integration whose CRM refuses the lead
+    httpserver.expect_request("/leads").respond_with_json({"error": "down"}, status=503)
+    add_integration(client, acme, httpserver.url_for("/leads"), realtime=True)
+
+    # When a page posts a lead
+    answer = client.post(f"/v1/forms/{acme.form_key}/leads", json=LEAD, headers=ORIGIN)
+
+    # Then the answer says it will be retried, with the rule that decided and one attempt
+    assert answer.status_code == 201, answer.text
+    [entry] = answer.json()["deliveries"]
+    assert (entry["state"], entry["attempts"]) == ("retrying", 1)
+    assert entry["decided_by"] and entry["reason"]
+    # exactly as the status URL, read from the ledger, shows it
+    view = client.get(answer.json()["status_url"], headers=ORIGIN).json()
+    assert view["deliveries"] == [entry]

@@ -94,6 +94,10 @@ class AttemptResult:
     stale: bool = False
     #: Seconds the CRM asked to wait (``Retry-After``), when it said.
     retry_after: float | None = None
+    #: The rule that decided the outcome, as the attempt's row keeps it.
+    decided_by: str | None = None
+    #: Attempts the delivery has on record, this one included.
+    attempts: int | None = None
 
 
 class _Delivery(NamedTuple):
@@ -445,6 +449,7 @@ class DeliveryRunner:
                     verdict, trace=(*verdict.trace, RuleTrace("retry", due is not None, said))
                 )
         reason = safe_text(verdict.reason)
+        decided_by = safe_text(verdict.decided_by[:200])
         records.attempts.append(
             {
                 "a_delivery_id": delivery.id,
@@ -454,7 +459,7 @@ class DeliveryRunner:
                 "duration_ms": round(duration_ms, 3),
                 "outcome": verdict.outcome.value,
                 "reason": reason,
-                "decided_by": safe_text(verdict.decided_by[:200]),
+                "decided_by": decided_by,
                 "exchanges": exchanges,
                 "trace": _safe_json(verdict.trace_dicts()),
                 "proxy": proxy,
@@ -488,6 +493,8 @@ class DeliveryRunner:
             verdict.crm_reference,
             integration_id=runtime.integration_id if runtime is not None else None,
             retry_after=verdict.retry_after,
+            decided_by=decided_by,
+            attempts=delivery.total_attempts,
         )
 
     # Rows are written in delivery-id order, so that two processes' transactions over

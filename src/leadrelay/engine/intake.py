@@ -34,13 +34,14 @@ __all__ = [
     "Accepted",
     "Intake",
     "LeadIn",
+    "Target",
     "idempotency_key",
     "validate_payload",
     "validate_source",
 ]
 
 
-class _Target(NamedTuple):
+class Target(NamedTuple):
     """An active integration of a form, as intake needs it."""
 
     id: int
@@ -177,11 +178,16 @@ class Intake:
         *,
         integrate: bool = True,
         due: datetime | None = None,
+        targets: dict[int, list[Target]] | None = None,
     ) -> list[Accepted]:
-        """Insert the leads and their deliveries on ``conn``, inside its transaction."""
+        """Insert the leads and their deliveries on ``conn``, inside its transaction.
+
+        ``targets``: each form's active integrations, when the caller read them already
+        in this transaction (a page's post reads them with its form)."""
         now = self.clock.now()
         first_due = due or now
-        targets = self._targets(conn, {c.lead.form_id for c in checked})
+        if targets is None:
+            targets = self._targets(conn, {c.lead.form_id for c in checked})
         if not integrate:
             targets = {}
         # All the leads in one INSERT, then all their deliveries in one: two statements
@@ -232,9 +238,9 @@ class Intake:
                                     tuple((t.name, t.connector) for t in found)))
         return results
 
-    def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[_Target]]:
+    def _targets(self, conn: Any, form_ids: set[int]) -> dict[int, list[Target]]:
         """Active integrations per form. Unknown forms are refused."""
-        targets: dict[int, list[_Target]] = {}
+        targets: dict[int, list[Target]] = {}
         rows = (
             conn.execute(_TARGETS_OF_ONE, {"form_id": next(iter(form_ids))})
             if len(form_ids) == 1
@@ -243,7 +249,7 @@ class Intake:
         for form_id, integration_id, realtime, budget, name, connector in rows:
             found = targets.setdefault(form_id, [])
             if integration_id is not None:  # the form has no active integration
-                found.append(_Target(integration_id, realtime, budget, name, connector))
+                found.append(Target(integration_id, realtime, budget, name, connector))
         missing = sorted(form_ids - targets.keys())
         if missing:
             raise NotFound(f"form {missing[0]} does not exist", field="form_id")

@@ -118,19 +118,22 @@ class LeadStatus:
     def describe(
         self, lead_id: int, entries: Iterable[dict[str, Any]],
         labels: Mapping[int, tuple[str, str]] | None = None,
+        attempted: Mapping[int, tuple[str | None, int | None]] | None = None,
     ) -> list[dict[str, Any]]:
         """A post's answer entries with what a page may also know of each delivery
         (integration name, connector, deciding rule, attempts); their states are kept
         as the answer has them. ``labels``: delivery id → (integration name, connector),
-        when the caller has them: an answer whose deliveries are all queued is then made
-        without reading the ledger again."""
+        and ``attempted``: delivery id → (deciding rule, attempts on record) of those the
+        post attempted itself (real time), when the caller has them: an answer whose
+        deliveries are each queued or attempted is then made without reading the ledger."""
         entries = list(entries)
+        attempted = attempted or {}
         if labels is not None and all(
-            e.get("state") == "queued" and e.get("delivery_id") in labels for e in entries
+            e.get("delivery_id") in labels
+            and (e.get("state") == "queued" or e.get("delivery_id") in attempted)
+            for e in entries
         ):
-            return [{**dict.fromkeys(PUBLIC_KEYS), "integration": labels[e["delivery_id"]][0],
-                     "connector": labels[e["delivery_id"]][1], "attempts": 0, **e}
-                    for e in entries]
+            return [_described(e, labels[e["delivery_id"]], attempted) for e in entries]
         with self.ledger.transaction() as conn:
             known = {r.id: _public(r) for r in conn.execute(_DELIVERIES, {"lead_ids": [lead_id]})}
         out = []
@@ -144,6 +147,16 @@ class LeadStatus:
     def _mac(self, lead_id: int) -> str:
         digest = hmac.new(self._key, f"lead:{lead_id}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:_TOKEN_BYTES]).decode()
+
+
+def _described(entry: dict[str, Any], label: tuple[str, str],
+               attempted: Mapping[int, tuple[str | None, int | None]]) -> dict[str, Any]:
+    """An answer entry in the public view, from what the post knows of its delivery."""
+    decided_by, attempts = (
+        (None, 0) if entry.get("state") == "queued" else attempted[entry["delivery_id"]]
+    )
+    return {**dict.fromkeys(PUBLIC_KEYS), "integration": label[0], "connector": label[1],
+            "decided_by": decided_by or None, "attempts": attempts, **entry}
 
 
 def _public(r: Any) -> dict[str, Any]:

@@ -28,7 +28,15 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import BadInput, Conflict, NotFound, Refused
 from .forms import check_required, looks_like_public_key, origin_allowed
-from .intake import Accepted, LeadIn, _check, _Checked, validate_payload, validate_source
+from .intake import (
+    Accepted,
+    LeadIn,
+    Target,
+    _check,
+    _Checked,
+    validate_payload,
+    validate_source,
+)
 from .ledger import Delivery, DeliveryState, Form, Integration, Lead
 from .ledger.models import IdempotentPost, LeadSource
 from .realtime import RealtimeResult
@@ -112,6 +120,16 @@ class _ExternalPost(NamedTuple):
     batch: bool
 
 
+class _PagePost(NamedTuple):
+    """A page's lead (fields valid already) to its form's public key: the form is read,
+    checked and written to in one transaction."""
+
+    public_key: str
+    fields: dict[str, Any]
+    origin: str | None
+    queued: bool
+
+
 class Posts:
     """Form posts and external posts, checked against their form, then accepted."""
 
@@ -120,19 +138,17 @@ class Posts:
         self.ledger = app.ledger
         self.intake = app.intake
         self.ledger.writes.handle(_ExternalPost, self._write_posts)
+        self.ledger.writes.handle(_PagePost, self._write_page_posts)
 
     # -- finding the form -------------------------------------------------------------
 
     def form_by_key(self, public_key: str) -> FormTarget:
         """The form a public key opens; :class:`NotFound` for an unknown or rotated key."""
-        if not isinstance(public_key, str) or not looks_like_public_key(public_key):
-            raise NotFound("no form has this key (a key that was rotated no longer works)",
-                           field="form_key")
+        _check_key(public_key)
         with self.ledger.transaction() as conn:
             row = conn.execute(_FORM_BY_KEY, {"key": public_key}).first()
         if row is None:
-            raise NotFound("no form has this key (a key that was rotated no longer works)",
-                           field="form_key")
+            raise _unknown_key()
         return _target(row)
 
     def form_by_id(self, form_id: int, *, scope: int | None) -> FormTarget:
@@ -165,18 +181,33 @@ class Posts:
         nothing new and gets the first post's answer. The answer's deliveries carry
         what a page may know of them (:mod:`.lead_status`), never more.
         """
+        _check_key(public_key)
+        try:
+            fields = validate_payload(payload)
+        except BadInput:
+            self._check_page_post(public_key, origin)  # its form's refusal comes first
+            raise
+        if idempotency_key is None:
+            # The form is read, checked and written to in the lead's own transaction:
+            # one round of the ledger for a page's post (docs/benchmarks.md, API intake).
+            written = self.ledger.writes(_PagePost(public_key, fields, origin, self.app.queued))
+            if isinstance(written, Exception):
+                raise written
+            form, accepted = cast(tuple[FormTarget, Accepted], written)
+            self.app.announce([accepted], realtime=True)
+            posted = self._realtime(self._answer_one(accepted), accepted)
+        else:
+            form = self._check_page_post(public_key, origin)
+            check_required(form.required_fields, fields)
+            posted = self._idempotent_page_post(form, fields, idempotency_key)
+        return form, self._public(posted)
+
+    def _check_page_post(self, public_key: str, origin: str | None) -> FormTarget:
+        """The form of a page's post, which must exist, allow its origin and be active."""
         form = self.form_by_key(public_key)
         self.check_origin(form, origin)
         _open(form)
-        fields = validate_payload(payload)
-        check_required(form.required_fields, fields)
-        if idempotency_key is None:
-            accepted = self.app.submit(form.id, fields, source=LeadSource.FORM.value,
-                                       realtime=True)
-            posted = self._realtime(self._answer_one(accepted), accepted)
-        else:
-            posted = self._idempotent_page_post(form, fields, idempotency_key)
-        return form, self._public(posted)
+        return form
 
     def page_settings(self, public_key: str, origin: str | None) -> dict[str, Any]:
         """What the embed needs to know of a form before a visitor submits: where the
@@ -223,8 +254,10 @@ class Posts:
             return posted
         labels = {d: label for a in posted.accepted
                   for d, label in zip(a.delivery_ids, a.integration_labels, strict=False)}
+        attempted = {r.delivery_id: (r.decided_by, r.attempts)
+                     for r in posted.realtime if r.finished}
         entries = self.app.lead_status.describe(lead_id, posted.body.get("deliveries", ()),
-                                                labels)
+                                                labels, attempted)
         body = {"lead_id": lead_id, "deliveries": entries,
                 "status_token": self.app.lead_status.token(lead_id)}
         return replace(posted, body=body)
@@ -316,6 +349,43 @@ class Posts:
         body = {"lead_id": accepted.lead_id, "deliveries": delivery_entries(accepted)}
         return Posted("accepted", body, accepted=(accepted,))
 
+    def _write_page_posts(
+        self, conn: Any, ops: list[_PagePost]
+    ) -> list[tuple[FormTarget, Accepted] | Exception]:
+        """Store pages' leads: each post's form and its active integrations read in one
+        query, the post checked against them (a refusal is that post's result, not
+        raised: the other posts of the transaction go on), the valid ones stored."""
+        forms: dict[str, FormTarget] = {}
+        targets: dict[int, list[Target]] = {}
+        for row in conn.execute(_FORMS_WITH_TARGETS,
+                                {"keys": sorted({op.public_key for op in ops})}):
+            of_row = forms.setdefault(row.public_key, _target(row))
+            found = targets.setdefault(of_row.id, [])
+            if row.integration_id is not None:  # else the form has no active integration
+                found.append(Target(row.integration_id, row.realtime, row.realtime_budget,
+                                    row.name, row.connector))
+        results: list[tuple[FormTarget, Accepted] | Exception | None] = []
+        valid: list[tuple[int, FormTarget, _Checked]] = []  # where, its form, the lead
+        for op in ops:
+            try:
+                form = forms.get(op.public_key)
+                if form is None:
+                    raise _unknown_key()
+                self.check_origin(form, op.origin)
+                _open(form)
+                check_required(form.required_fields, op.fields)
+            except (NotFound, Refused, BadInput) as exc:
+                results.append(exc)
+                continue
+            lead = LeadIn(form.id, op.fields, LeadSource.FORM.value)
+            valid.append((len(results), form, _Checked(lead, op.fields, lead.source, op.queued)))
+            results.append(None)
+        if valid:
+            stored = self.intake._store(conn, [c for _, _, c in valid], targets=targets)
+            for (i, form, _), accepted in zip(valid, stored, strict=True):
+                results[i] = (form, accepted)
+        return cast(list[tuple[FormTarget, Accepted] | Exception], results)
+
     def _write_posts(self, conn: Any, ops: list[_ExternalPost]) -> list[Posted]:
         return [self._write_post(conn, op) for op in ops]
 
@@ -394,6 +464,16 @@ def _entry(d: Any) -> dict[str, Any]:
             "reason": d.last_reason}
 
 
+def _check_key(public_key: Any) -> None:
+    if not isinstance(public_key, str) or not looks_like_public_key(public_key):
+        raise _unknown_key()
+
+
+def _unknown_key() -> NotFound:
+    return NotFound("no form has this key (a key that was rotated no longer works)",
+                    field="form_key")
+
+
 def _open(form: FormTarget) -> None:
     if not form.active:
         raise Refused("form: this form is inactive and accepts no leads", field="form")
@@ -409,12 +489,23 @@ def _target(row: Any) -> FormTarget:
 
 _F, _L = cast(Table, Form.__table__), cast(Table, Lead.__table__)
 _D, _P = cast(Table, Delivery.__table__), cast(Table, IdempotentPost.__table__)
+_I = cast(Table, Integration.__table__)
 _FORM = select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
                _F.c.required_fields, _F.c.thank_you_url)
 _FORM_BY_KEY = _FORM.where(_F.c.public_key == bindparam("key"))
 _FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
+#: Forms by public key, each with its active integrations in id order (none: one row
+#: of NULLs), as a page's post reads them in the transaction that stores its lead.
+_FORMS_WITH_TARGETS = (
+    select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
+           _F.c.required_fields, _F.c.thank_you_url, _F.c.public_key,
+           _I.c.id.label("integration_id"), _I.c.realtime, _I.c.realtime_budget, _I.c.name,
+           _I.c.connector)
+    .select_from(_F.outerjoin(_I, and_(_I.c.form_id == _F.c.id, _I.c.active.is_(True))))
+    .where(_F.c.public_key.in_(bindparam("keys", expanding=True)))
+    .order_by(_I.c.id)
+)
 _THANK_YOU_MESSAGE = select(_F.c.thank_you_message).where(_F.c.id == bindparam("id"))
-_I = cast(Table, Integration.__table__)
 _LONGEST_BUDGET = select(func.max(_I.c.realtime_budget)).where(
     _I.c.form_id == bindparam("form_id"), _I.c.active.is_(True), _I.c.realtime.is_(True)
 )

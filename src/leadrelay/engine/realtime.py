@@ -49,6 +49,9 @@ class RealtimeResult:
     outcome: str | None = None
     crm_reference: str | None = None
     reason: str | None = None
+    #: The rule that decided the outcome, and the delivery's attempts on record then.
+    decided_by: str | None = None
+    attempts: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -160,4 +163,6 @@ class RealtimeSender:
             outcome=result.outcome.value,
             crm_reference=result.crm_reference,
             reason=result.reason,
+            decided_by=result.decided_by,
+            attempts=result.attempts,
         )
