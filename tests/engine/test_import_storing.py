@@ -133,3 +133,21 @@ def test_lines_are_read_whole_across_the_chunks_of_a_big_file() -> None:
                                  "note": "two\r\nlines 1234"}
     assert rows[1234].line == 2 + 2 * 1234  # each row takes two lines
     assert all(row.error is None for row in rows)
+
+
+def test_an_imported_leads_delivery_is_created_as_intake_creates_it(
+    app: Leadrelay, form_id: int
+) -> None:
+    app.manage.create_integration(form_id, name="A", connector="http_post",
+                                  config={"url": "http://127.0.0.1:9/a"}, active=True)
+    app.intake.accept_many([LeadIn(form_id, {"email": "i@x.test"})], integrate=True,
+                           queued=False)
+    report = run(app, form_id, b"email\na@x.test\n", integrate="on")
+    assert report.deliveries == 1
+    with app.ledger.engine.connect() as conn:
+        by_intake, by_import = [tuple(row) for row in conn.execute(sa.text(
+            "SELECT integration_id, state, attempts_count, total_attempts, replays, claims, "
+            "in_doubt, CAST(next_due_at AS TEXT), lease_until, crm_reference, last_outcome, "
+            "last_reason, CAST(created_at AS TEXT), finished_at, length(idempotency_key) "
+            "FROM deliveries ORDER BY id"))]
+    assert by_import == by_intake

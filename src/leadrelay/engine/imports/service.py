@@ -1,10 +1,10 @@
 """Bulk imports: a file's rows stored as leads of one form, in batches, without duplicates.
 
 An import reads its file as a stream (:mod:`.reading`), maps each row's columns to
-lead fields, validates it like any lead (and against the form's required fields), and
-stores the rows in batches of :data:`BATCH_ROWS`: each batch in one transaction with
-the import's counts and the last line it settled, so the counts always match the
-ledger and an interrupted import resumes after its last batch.
+lead fields, validates it like any lead (and against the form's required fields)
+(:mod:`.checking`), and stores the rows in batches of :data:`BATCH_ROWS` (:mod:`.storing`):
+each batch in one transaction with the import's counts and the last line it settled, so
+the counts always match the ledger and an interrupted import resumes after its last batch.
 
 Each imported lead carries an external id — the row's value of the id column, or a
 hash of its fields — under the form's unique ``(form, source, external id)``: a row
@@ -37,7 +37,8 @@ from .checking import Checked, RowChecker
 from .reading import ImportFile
 from .storing import Pace, active_integrations, create_deliveries, insert_leads
 
-#: Rows stored per transaction.
+#: Rows stored per transaction: a transaction's fixed cost (its commit, the import's
+#: counts) spread over enough rows, and still all an import holds in memory.
 BATCH_ROWS = 1000
 #: Rejected rows kept with their line and reason on the import (all are counted).
 MAX_REJECTIONS = 1000
@@ -308,6 +309,9 @@ class Importer:
             row = s.get(Import, import_id)
             if row is None or (scope is not None and _account(s, row.form_id) != scope):
                 raise NotFound(f"import {import_id} does not exist", field="import_id")
+            # Its leads' deliveries are only ever created with its count (at import or by
+            # send): with none counted there are none to look for, and a big import's
+            # progress would otherwise read through all its leads at every batch.
             states: dict[str, int] = {
                 state: n for state, n in s.execute(
                     select(Delivery.state, func.count())
@@ -315,7 +319,7 @@ class Importer:
                     .where(Lead.import_id == import_id)
                     .group_by(Delivery.state)
                 )
-            }
+            } if row.deliveries else {}
             report = _report(row)
         waiting = states.get("pending", 0) + states.get("sending", 0)
         return _replace(report, delivered=states.get("delivered", 0), waiting=waiting)
@@ -569,7 +573,6 @@ def _replace(report: ImportReport, **changes: Any) -> ImportReport:
 _IMP = cast(Table, Import.__table__)
 _L = cast(Table, Lead.__table__)
 _D = cast(Table, Delivery.__table__)
-_I = cast(Table, Integration.__table__)
 _LEADS_AFTER = (
     select(_L.c.id)
     .where(_L.c.import_id == bindparam("import_id"), _L.c.id > bindparam("after"))
