@@ -151,3 +151,21 @@ def test_an_imported_leads_delivery_is_created_as_intake_creates_it(
             "last_reason, CAST(created_at AS TEXT), finished_at, length(idempotency_key) "
             "FROM deliveries ORDER BY id"))]
     assert by_import == by_intake
+
+
+def test_a_bad_line_inside_a_row_rejects_that_row_only() -> None:
+    # Line 3 closes the quote line 2 opened: the rows after it are read as they are
+    data = (b'email,note\na@x.test,"one\nbad \xff line"\nb@x.test,\xfe\nc@x.test,fine\n'
+            b'd@x.test,"two\nlines"\ne@x.test,"nul \x00 inside\n"\nf@x.test,last\n')
+    rows = list(ImportFile(io.BytesIO(data), filename="x.csv", encoding="utf-8").rows())
+    assert [(r.line, r.error is not None) for r in rows] == [
+        (2, True), (4, True), (5, False), (6, False), (8, True), (10, False)]
+    assert rows[0].error is not None and "byte 0xff" in rows[0].error
+    assert rows[2].fields == {"email": "c@x.test", "note": "fine"}
+    assert rows[3].fields == {"email": "d@x.test", "note": "two\nlines"}
+    assert rows[4].error == "contains a NUL character"
+    assert rows[5].fields == {"email": "f@x.test", "note": "last"}
+    lines = b'{"a": 1}\n{"a": "\xff"}\n{"a": 3}\n\xfe\n{"a": 5}\n'
+    found = list(ImportFile(io.BytesIO(lines), filename="x.jsonl", encoding="utf-8").rows())
+    assert [(r.line, r.error is None) for r in found] == [
+        (1, True), (2, False), (3, True), (4, False), (5, True)]

@@ -120,17 +120,20 @@ class ImportFile:
                 self._bad[self._line] = f"longer than {MAX_LINE_BYTES // 1024} KiB"
                 yield "\n"
                 continue
+            # A bad line is refused with its row, but read on with its quotes and
+            # delimiters: a quoted field it opens or closes ends where it does, so the
+            # rows after it are read as they are, not swallowed into its row.
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 self._bad[self._line] = (
                     f"not valid {encoding} (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
                 )
-                yield "\n"
+                yield raw.decode(encoding, errors="replace")
                 continue
             if "\x00" in text:
                 self._bad[self._line] = "contains a NUL character"
-                yield "\n"
+                yield text.replace("\x00", "")
                 continue
             yield text
 
