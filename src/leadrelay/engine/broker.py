@@ -19,6 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, TimeLimit
 
 from .announcer import Announcer
+from .batching import bulk
 from .clock import Clock
 from .delivery import RECORD_PATIENCE, AttemptResult, DeliveryRunner
 from .ledger import DeliveryState
@@ -107,7 +108,7 @@ class Dispatcher:
         )
         self.retry_actor = register_retry(self._deliver)
         register_bulk = dramatiq.actor(actor_name=BULK_ACTOR, queue_name=BULK_QUEUE, broker=broker)
-        self.bulk_actor = register_bulk(self._deliver)
+        self.bulk_actor = register_bulk(self._deliver_bulk)
         self.announcer = Announcer(self._send, window=window)
         self.bulk_announcer = Announcer(self._send_bulk, window=window)
         #: Rate limits and 429 pauses per integration (set by the engine; see throttle.py).
@@ -154,7 +155,21 @@ class Dispatcher:
     def _send_bulk(self, integration_id: int | None, delivery_ids: list[int]) -> None:
         self.bulk_actor.send(delivery_ids, integration_id)
 
-    def _deliver(self, delivery_ids: list[int] | int, integration_id: int | None = None) -> None:
+    def _deliver_bulk(
+        self, delivery_ids: list[int] | int, integration_id: int | None = None
+    ) -> None:
+        # Bulk work: its claims and records queue behind live ones for the ledger's
+        # writer, and what its batch cannot hold stays on the bulk lane.
+        with bulk():
+            self._deliver(delivery_ids, integration_id, send=self._send_bulk)
+
+    def _deliver(
+        self,
+        delivery_ids: list[int] | int,
+        integration_id: int | None = None,
+        *,
+        send: Callable[[int | None, list[int]], None] | None = None,
+    ) -> None:
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         # Deliveries of slow integrations go to the slow lane unclaimed: the ledger is
         # untouched, and a lost hand-off is recovered by the sweeper like any lost message.
@@ -166,11 +181,12 @@ class Dispatcher:
             if self.runner.slow(integration_id):
                 self._to_slow_lane(ids, integration_id)
                 return
-            # More than this CRM's pace allows in one batch: the rest back to the queue,
-            # in batches other threads take up at once.
+            # More than this CRM's pace allows in one batch: the rest back to the queue
+            # (its own lane's: bulk work never lands among live leads), in batches other
+            # threads take up at once.
             size = self.runner.batch_size(integration_id)
             for start in range(size, len(ids), size):
-                self._send(integration_id, ids[start : start + size])
+                (send or self._send)(integration_id, ids[start : start + size])
             ids = ids[:size]
         else:
             slow = [i for i in ids if self.runner.is_slow(i)]

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..batching import WriteQueue
+from ..batching import LIVE, NORMAL, WriteQueue, WriterLock, bulk, level
 from ..errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -69,8 +69,9 @@ class Ledger:
         # with sleeps of up to 100 ms while the lock is free (docs/benchmarks.md: up to
         # +60 % embedded throughput under contention). Re-entrant, so a nested transaction
         # behaves as before; other processes sharing the file still meet the busy handler.
-        self._writer: AbstractContextManager[object] = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        # Handed over by priority: live writes first, bulk work (imports) last (issue 17).
+        self._writer: WriterLock | None = (
+            WriterLock() if self.engine.dialect.name == "sqlite" else None
         )
         self._held: list[HeldConnection] = []
         #: The connection the process's small writes (intake, claims, records) share,
@@ -123,7 +124,7 @@ class Ledger:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self._writer, self.sessions.begin() as session:
+        with self.writer(), self.sessions.begin() as session:
             yield session
 
     @contextmanager
@@ -133,8 +134,24 @@ class Ledger:
         For the hot path (claim, record, intake), which needs statements, not objects:
         no ORM session is built. Same SQLite writer lock as :meth:`session`.
         """
-        with self._writer, self.engine.begin() as conn:
+        with self.writer(), self.engine.begin() as conn:
             yield conn
+
+    def writer(self, urgency: int | None = None) -> AbstractContextManager[object]:
+        """SQLite's single writer for this process's next transaction, taken at
+        ``urgency`` (by default :data:`~..batching.NORMAL`, or ``BULK`` inside
+        :meth:`bulk`); nothing to take on PostgreSQL."""
+        if self._writer is None:
+            return nullcontext()
+        return self._writer.hold(level(NORMAL) if urgency is None else urgency)
+
+    def bulk(self, *, cpu_bound: bool = False) -> AbstractContextManager[None]:
+        """Bulk work in this thread for the duration of the block (an import, a replay,
+        the bulk lane): its transactions wait for any live or ordinary writer waiting,
+        so a live lead never queues behind it for SQLite's writer; ``cpu_bound`` for a
+        thread that also parses or computes between its writes (see
+        :func:`~..batching.bulk`)."""
+        return bulk(cpu_bound=cpu_bound)
 
     def held(self) -> HeldConnection:
         """A connection kept open for one writer that runs a transaction at a time
@@ -168,9 +185,11 @@ class HeldConnection:
         self._used = 0.0
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """The held connection in one transaction, as :meth:`Ledger.transaction`."""
-        with self.ledger._writer:
+    def transaction(self, urgency: int = LIVE) -> Iterator[Connection]:
+        """The held connection in one transaction, as :meth:`Ledger.transaction`, with
+        SQLite's writer taken at ``urgency`` (the write queue's: live, unless its batch
+        is bulk work alone)."""
+        with self.ledger.writer(urgency):
             conn = self._connection()
             try:
                 with conn.begin():

@@ -1,0 +1,260 @@
+"""Live work first for the ledger's writer (issue 17): live writes are served before
+queued bulk writes, bulk work gives way to a live lead between its writes but never
+stops, and the bulk lane keeps its own work.
+
+Threads are driven with events and the lock's own view of who waits; the grace a bulk
+writer gives live ones runs on an injected clock (nothing sleeps).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from leadrelay.engine.app import Leadrelay
+from leadrelay.engine.batching import (
+    BULK,
+    BULK_SWITCH_INTERVAL,
+    LIVE,
+    NORMAL,
+    GroupCommit,
+    WriteQueue,
+    WriterLock,
+    bulk,
+    in_bulk,
+)
+from leadrelay.engine.broker import BULK_QUEUE, QUEUE
+
+
+def _no_grace() -> WriterLock:
+    return WriterLock(grace=0.0)
+
+
+def _waiter(lock: WriterLock, level: int, order: list[str], name: str) -> threading.Thread:
+    def run() -> None:
+        with lock.hold(level):
+            order.append(name)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_live_writer_goes_before_bulk_and_ordinary_writers_waiting_longer(
+    wait_for: Callable[..., None],
+) -> None:
+    lock, order = _no_grace(), []
+    lock.acquire(NORMAL)
+    threads = [_waiter(lock, BULK, order, "bulk")]
+    wait_for(lambda: lock.waiting == [BULK], 10)
+    threads.append(_waiter(lock, NORMAL, order, "normal"))
+    wait_for(lambda: lock.waiting == [BULK, NORMAL], 10)
+    threads.append(_waiter(lock, LIVE, order, "live"))
+    wait_for(lambda: lock.waiting == [BULK, NORMAL, LIVE], 10)
+    lock.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["live", "normal", "bulk"]
+
+
+def test_bulk_work_passed_over_max_passes_times_goes_next(
+    wait_for: Callable[..., None],
+) -> None:
+    lock, order = WriterLock(grace=0.0, max_passes=2), []
+    lock.acquire(LIVE)
+    threads = [_waiter(lock, BULK, order, "bulk")]
+    wait_for(lambda: lock.waiting == [BULK], 10)
+    # Each live writer takes the lock, then lets the next one queue before releasing:
+    # a steady stream of live writes, the bulk writer waiting all along.
+    gates = [threading.Event() for _ in range(3)]
+
+    def live(n: int) -> None:
+        with lock.hold(LIVE):
+            order.append(f"live{n}")
+            gates[n].wait(10)
+
+    for n in range(3):
+        threads.append(threading.Thread(target=live, args=(n,), daemon=True))
+        threads[-1].start()
+        wait_for(lambda: lock.waiting.count(LIVE) == 1, 10)
+        if n == 0:
+            lock.release()
+        else:
+            gates[n - 1].set()
+        wait_for(lambda n=n: f"live{n}" in order, 10)
+    gates[2].set()
+    for thread in threads:
+        thread.join(10)
+    # Passed over twice (live0, live1), the bulk writer went before live2.
+    assert order == ["live0", "live1", "bulk", "live2"]
+
+
+def test_the_lock_is_reentrant_and_only_its_holder_releases_it() -> None:
+    lock = _no_grace()
+    with lock.hold(LIVE), lock.hold(BULK):
+        pass
+    with pytest.raises(RuntimeError):
+        lock.release()
+    lock.acquire(BULK)  # free again
+    lock.release()
+
+
+class _Clock:
+    """Monotonic time that moves only when somebody sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_bulk_work_waits_for_a_live_lead_s_next_write_within_patience() -> None:
+    clock = _Clock()
+    lock = WriterLock(grace=0.01, patience=0.1, monotonic=clock.monotonic, sleep=clock.sleep)
+    with lock.hold(BULK):  # no live write yet: at once
+        pass
+    assert clock.slept == []
+    with lock.hold(LIVE):
+        pass
+    clock.now += 0.004
+    with lock.hold(BULK):  # a live write ended 4 ms ago: 6 ms more
+        pass
+    assert clock.slept == [0.006]
+    with lock.hold(NORMAL):  # ordinary writers never wait for live ones
+        pass
+    assert clock.slept == [0.006]
+
+
+def test_a_stream_of_live_writes_holds_bulk_work_back_patience_at_most() -> None:
+    clock = _Clock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        with lock.hold(LIVE):  # a live write ends as each nap does
+            pass
+
+    lock = WriterLock(grace=0.01, patience=0.05, monotonic=clock.monotonic, sleep=sleep)
+    with lock.hold(LIVE):
+        pass
+    with lock.hold(BULK):
+        pass
+    assert sum(clock.slept) == pytest.approx(0.05)
+
+
+def test_live_writes_are_batched_before_queued_bulk_writes(
+    wait_for: Callable[..., None],
+) -> None:
+    batches: list[list[str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def run(items: Sequence[tuple[int, str]]) -> list[str]:
+        batches.append([name for _, name in items])
+        if len(batches) == 1:
+            entered.set()
+            release.wait(10)
+        return [name for _, name in items]
+
+    commit: GroupCommit[tuple[int, str], str] = GroupCommit(
+        run, max_batch=2, urgency=lambda item: item[0]
+    )
+    threads = [threading.Thread(target=commit, args=((LIVE, "first"),), daemon=True)]
+    threads[0].start()
+    assert entered.wait(10)
+    queued = [(BULK, "bulk1"), (BULK, "bulk2"), (LIVE, "live1"), (LIVE, "live2")]
+    for n, item in enumerate(queued, start=1):
+        threads.append(threading.Thread(target=commit, args=(item,), daemon=True))
+        threads[-1].start()
+        wait_for(lambda n=n: len(commit._waiting) == n, 10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert batches == [["first"], ["live1", "live2"], ["bulk1", "bulk2"]]
+
+
+def test_the_write_queue_takes_the_writer_at_bulk_level_for_bulk_writes_alone() -> None:
+    levels: list[int] = []
+
+    @contextmanager
+    def transaction(level: int) -> Any:
+        levels.append(level)
+        yield None
+
+    queue = WriteQueue(transaction)
+    queue.handle(str, lambda conn, items: items)
+    assert queue("live") == "live"
+    with bulk():
+        assert in_bulk()
+        assert queue("bulk") == "bulk"
+    assert not in_bulk()
+    assert levels == [LIVE, BULK]
+
+
+def test_cpu_bound_bulk_work_shortens_the_switch_interval_while_it_runs() -> None:
+    before = sys.getswitchinterval()
+    with bulk(cpu_bound=True):
+        assert sys.getswitchinterval() == min(before, BULK_SWITCH_INTERVAL)
+        with bulk(cpu_bound=True):
+            pass
+        assert sys.getswitchinterval() == min(before, BULK_SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == before
+
+
+def test_the_ledger_takes_its_writer_at_bulk_level_inside_bulk(app: Leadrelay) -> None:
+    lock = app.ledger._writer
+    if lock is None:
+        pytest.skip("PostgreSQL has no process writer lock")
+    seen: list[int] = []
+    take = lock._take
+
+    def spy(me: int, level: int) -> None:
+        seen.append(level)
+        take(me, level)
+
+    lock._take = spy  # type: ignore[method-assign]
+    with app.ledger.transaction():
+        pass
+    with app.ledger.bulk(), app.ledger.transaction():
+        pass
+    assert seen == [NORMAL, BULK]
+
+
+class _Runner:
+    """What the dispatcher asks of its delivery runner, recording the batches it runs."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[list[int], bool]] = []
+
+    def slow(self, integration_id: int) -> bool:
+        return False
+
+    def batch_size(self, integration_id: int) -> int:
+        return 2
+
+    def run_batch(self, ids: list[int], **_: Any) -> list[None]:
+        self.ran.append((list(ids), in_bulk()))
+        return []
+
+
+def test_a_bulk_message_too_big_for_one_batch_sends_the_rest_on_the_bulk_lane(
+    app: Leadrelay,
+) -> None:
+    runner = _Runner()
+    dispatcher = app.dispatcher
+    dispatcher._runner = runner  # type: ignore[assignment]
+    dispatcher.gate = None
+    before = {q: app.broker.queues[q].qsize() for q in (QUEUE, BULK_QUEUE)}
+    dispatcher._deliver_bulk([1, 2, 3, 4, 5], 7)
+    assert runner.ran == [([1, 2], True)]  # run as bulk work
+    assert app.broker.queues[QUEUE].qsize() == before[QUEUE]
+    assert app.broker.queues[BULK_QUEUE].qsize() == before[BULK_QUEUE] + 2
