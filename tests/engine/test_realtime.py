@@ -154,3 +154,58 @@ def test_workers_racing_the_real_time_sender_never_send_it_twice(
     app.join()
     # Then every lead reached the CRM exactly once
     assert len(crm.keys) == 10 and len(set(crm.keys)) == 10
+
+
+def _key(app: Leadrelay, form_id: int) -> str:
+    return str(app.manage.get_form(form_id).public_key)
+
+
+def test_a_page_post_claims_its_real_time_delivery_in_the_transaction_storing_it(
+    app: Leadrelay, form_id: int, crm: Crm
+) -> None:
+    # Given a real-time integration free of rate limits, and a first post that got the
+    # real-time sender going
+    _realtime(app, form_id, crm, budget=3.0)
+    app.posts.post_to_form(_key(app, form_id), LEAD)
+    before = app.ledger.writes.batches
+
+    # When a page posts a lead
+    _, posted = app.posts.post_to_form(_key(app, form_id), {**LEAD, "n": 2})
+
+    # Then it was stored and claimed in one transaction, and recorded in a second
+    assert app.ledger.writes.batches - before == 2
+    [entry] = posted.body["deliveries"]
+    assert (entry["state"], entry["attempts"]) == ("delivered", 1)
+    obj = app.inspect(entry["delivery_id"])
+    assert [(a["lane"], a["number"], a["outcome"]) for a in obj["attempts"]] == [
+        ("realtime", 1, "accepted")]
+    assert obj["delivery"]["state"] == "delivered" and len(crm.keys) == 2
+    # and no worker was told about it
+    assert app.broker.queues[QUEUE].qsize() == 0
+
+
+def test_a_claimed_delivery_whose_send_never_starts_is_given_back_to_the_workers(
+    app: Leadrelay, form_id: int, crm: Crm, wait_for: Callable[..., None]
+) -> None:
+    # Given one real-time thread, kept busy by a first post to a CRM answering in 1 s
+    crm.delay = 1.0
+    _realtime(app, form_id, crm, budget=0.3)
+    app.realtime._threads = 1
+    app.start_worker(threads=2)
+    key = _key(app, form_id)
+    busy = threading.Thread(target=app.posts.post_to_form, args=(key, LEAD))
+    busy.start()
+    wait_for(lambda: len(crm.keys) == 1)
+
+    # When a second post is claimed as it is stored, but no thread can send it in budget
+    _, posted = app.posts.post_to_form(key, {**LEAD, "n": 2})
+    busy.join()
+
+    # Then its answer says queued, its claim was given back (no attempt left on record
+    # by the send that never started), and a worker delivers it, once
+    [entry] = posted.body["deliveries"]
+    assert entry["state"] == "queued"
+    wait_for(lambda: app.inspect(entry["delivery_id"])["delivery"]["state"] == "delivered")
+    obj = app.inspect(entry["delivery_id"])
+    assert [(a["lane"], a["number"]) for a in obj["attempts"]] == [("worker", 1)]
+    assert crm.keys.count(obj["delivery"]["idempotency_key"]) == 1

@@ -24,7 +24,11 @@ _bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="leadrelay"'}
 
 
-def get_engine(request: Request) -> Leadrelay:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency
+# in its thread pool, a hand-over there and back on every request for nothing.
+
+
+async def get_engine(request: Request) -> Leadrelay:
     """The engine this app serves."""
     engine: Leadrelay = request.app.state.engine
     return engine
@@ -54,7 +58,7 @@ def get_principal(
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
-def get_actor(principal: Caller) -> str:
+async def get_actor(principal: Caller) -> str:
     """Who the changes of this request are made by: the API key's name."""
     return f"key {principal.name}" if principal.name in ("cli", "plans file") else principal.name
 
@@ -63,7 +67,7 @@ def get_actor(principal: Caller) -> str:
 Actor = Annotated[str, Depends(get_actor)]
 
 
-def get_account(principal: Caller) -> int:
+async def get_account(principal: Caller) -> int:
     """The id of the calling account; 403 for an operator key (it belongs to none)."""
     if principal.operator or principal.account_id is None:
         raise ApiError(403, "account_key_required",
@@ -77,7 +81,7 @@ def get_account(principal: Caller) -> int:
 Account = Annotated[int, Depends(get_account)]
 
 
-def get_operator(principal: Caller) -> Principal:
+async def get_operator(principal: Caller) -> Principal:
     """The caller, if it holds an operator key; 403 otherwise."""
     if not principal.operator:
         raise ApiError(403, "operator_key_required",

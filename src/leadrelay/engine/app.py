@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .clock import Clock, SystemClock
 from .intake import Accepted, Intake, LeadIn
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .apikeys import ApiKeys
     from .broker import Dispatcher
-    from .delivery import AttemptResult, DeliveryRunner
+    from .delivery import AttemptResult, Claimed, DeliveryRunner
     from .digest.service import Digests
     from .egress import EgressPolicy
     from .imports import Importer
@@ -217,6 +217,7 @@ class Leadrelay:
             self.dispatcher.after,
             lambda ids: self._enqueue((None, i) for i in ids),
             admit=self.gate.admit,
+            free=self.gate.free,
         )
 
     @_part
@@ -301,10 +302,18 @@ class Leadrelay:
         self._enqueue(d for a in accepted for d in _background(a, realtime))
         return accepted
 
-    def deliver_realtime(self, accepted: Accepted) -> list[RealtimeResult]:
+    def deliver_realtime(
+        self, accepted: Accepted, claimed: Mapping[int, Claimed] | None = None
+    ) -> list[RealtimeResult]:
         """Send a lead's real-time deliveries now, concurrently, each waited for at most
-        its integration's budget; where each stands then (see :mod:`.realtime`)."""
-        return self.realtime.deliver(accepted)
+        its integration's budget; where each stands then (see :mod:`.realtime`).
+        ``claimed``: those claimed with the lead (:meth:`RealtimeSender.claim_in`)."""
+        return self.realtime.deliver(accepted, claimed)
+
+    def realtime_if_built(self) -> RealtimeSender | None:
+        """The real-time sender, if this process has built it (never builds it: a caller
+        inside a transaction must not load the connectors)."""
+        return cast("RealtimeSender | None", self.__dict__.get("realtime"))
 
     @property
     def _consumed_here(self) -> bool:

@@ -127,6 +127,8 @@ class _Lead(NamedTuple):
 
 #: A claimed delivery, with what sending it needs.
 _Claimed = tuple[_Delivery, _Lead, Integration]
+#: The same, for callers claiming in their own transaction (:meth:`DeliveryRunner.claim_in`).
+Claimed = _Claimed
 
 
 class _Claim(NamedTuple):
@@ -218,6 +220,31 @@ class DeliveryRunner:
         """
         claimed_at = self.clock.now()
         claimed: list[_Claimed] = self.writes(_Claim(tuple(delivery_ids), lane))
+        return self.send_claimed(claimed, spill=spill, claimed_at=claimed_at)
+
+    def claim_in(self, conn: Any, delivery_ids: Sequence[int], *, lane: str) -> list[Claimed]:
+        """Claim, on ``conn`` and inside its caller's transaction, those of
+        ``delivery_ids`` that are pending and due — the workers' claim, with its lease and
+        each attempt's intent — for the caller to send with :meth:`send_claimed` once
+        that transaction is committed (a page's post claims its real-time deliveries in
+        the transaction that stores them)."""
+        return self._write_claims(conn, [_Claim(tuple(delivery_ids), lane)])[0]
+
+    def release(self, claimed: Sequence[Claimed]) -> None:
+        """Give claimed deliveries back unsent (their intents undone), pending again."""
+        if claimed:
+            self.writes(_Release(tuple(d for d, _, _ in claimed)))
+
+    def send_claimed(
+        self,
+        claimed: Sequence[Claimed],
+        *,
+        spill: Callable[[list[int]], None] | None = None,
+        claimed_at: datetime | None = None,
+    ) -> list[AttemptResult]:
+        """Send deliveries this process claimed and record their attempts in one
+        transaction (see :meth:`run_batch`)."""
+        claimed_at = claimed_at or self.clock.now()
         results: list[AttemptResult] = []
         records = _Record([], [])
         unsent: list[_Delivery] = []

@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .delivery import Claimed
 from .errors import BadInput, Conflict, NotFound, Refused
 from .forms import check_required, looks_like_public_key, origin_allowed
 from .intake import (
@@ -130,6 +131,15 @@ class _PagePost(NamedTuple):
     queued: bool
 
 
+class _Written(NamedTuple):
+    """A page's post stored: its form, its lead, and the real-time deliveries claimed
+    with it (delivery id → the claim)."""
+
+    form: FormTarget
+    accepted: Accepted
+    claimed: dict[int, Claimed]
+
+
 class Posts:
     """Form posts and external posts, checked against their form, then accepted."""
 
@@ -193,9 +203,9 @@ class Posts:
             written = self.ledger.writes(_PagePost(public_key, fields, origin, self.app.queued))
             if isinstance(written, Exception):
                 raise written
-            form, accepted = cast(tuple[FormTarget, Accepted], written)
+            form, accepted, claimed = cast(_Written, written)
             self.app.announce([accepted], realtime=True)
-            posted = self._realtime(self._answer_one(accepted), accepted)
+            posted = self._realtime(self._answer_one(accepted), accepted, claimed)
         else:
             form = self._check_page_post(public_key, origin)
             check_required(form.required_fields, fields)
@@ -329,12 +339,13 @@ class Posts:
 
     # -- answers ----------------------------------------------------------------------
 
-    def _realtime(self, posted: Posted, accepted: Accepted) -> Posted:
+    def _realtime(self, posted: Posted, accepted: Accepted,
+                  claimed: Mapping[int, Claimed] | None = None) -> Posted:
         """Send the lead's real-time deliveries within their budgets; the answer then says
         where each stands, and is ``answered`` when every one finished in its budget."""
         if not accepted.realtime:
             return posted
-        results = self.app.deliver_realtime(accepted)
+        results = self.app.deliver_realtime(accepted, claimed)
         by_id = {r.delivery_id: r for r in results}
         entries = [
             {**entry, "state": r.state, "outcome": r.outcome, "crm_reference": r.crm_reference,
@@ -349,22 +360,24 @@ class Posts:
         body = {"lead_id": accepted.lead_id, "deliveries": delivery_entries(accepted)}
         return Posted("accepted", body, accepted=(accepted,))
 
-    def _write_page_posts(
-        self, conn: Any, ops: list[_PagePost]
-    ) -> list[tuple[FormTarget, Accepted] | Exception]:
+    def _write_page_posts(self, conn: Any, ops: list[_PagePost]) -> list[_Written | Exception]:
         """Store pages' leads: each post's form and its active integrations read in one
         query, the post checked against them (a refusal is that post's result, not
-        raised: the other posts of the transaction go on), the valid ones stored."""
+        raised: the other posts of the transaction go on), the valid ones stored, and
+        their real-time deliveries claimed for sending (when this process sends in real
+        time already: the sender is never built inside a transaction)."""
         forms: dict[str, FormTarget] = {}
         targets: dict[int, list[Target]] = {}
-        for row in conn.execute(_FORMS_WITH_TARGETS,
-                                {"keys": sorted({op.public_key for op in ops})}):
+        keys = sorted({op.public_key for op in ops})
+        rows = (conn.execute(_FORM_WITH_TARGETS, {"key": keys[0]}) if len(keys) == 1
+                else conn.execute(_FORMS_WITH_TARGETS, {"keys": keys}))
+        for row in rows:
             of_row = forms.setdefault(row.public_key, _target(row))
             found = targets.setdefault(of_row.id, [])
             if row.integration_id is not None:  # else the form has no active integration
                 found.append(Target(row.integration_id, row.realtime, row.realtime_budget,
                                     row.name, row.connector))
-        results: list[tuple[FormTarget, Accepted] | Exception | None] = []
+        results: list[_Written | Exception | None] = []
         valid: list[tuple[int, FormTarget, _Checked]] = []  # where, its form, the lead
         for op in ops:
             try:
@@ -382,9 +395,12 @@ class Posts:
             results.append(None)
         if valid:
             stored = self.intake._store(conn, [c for _, _, c in valid], targets=targets)
+            sender = self.app.realtime_if_built()
+            claimed = sender.claim_in(conn, stored) if sender is not None else {}
             for (i, form, _), accepted in zip(valid, stored, strict=True):
-                results[i] = (form, accepted)
-        return cast(list[tuple[FormTarget, Accepted] | Exception], results)
+                mine = {d: claimed[d] for d, _ in accepted.realtime if d in claimed}
+                results[i] = _Written(form, accepted, mine)
+        return cast(list[_Written | Exception], results)
 
     def _write_posts(self, conn: Any, ops: list[_ExternalPost]) -> list[Posted]:
         return [self._write_post(conn, op) for op in ops]
@@ -496,15 +512,17 @@ _FORM_BY_KEY = _FORM.where(_F.c.public_key == bindparam("key"))
 _FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
 #: Forms by public key, each with its active integrations in id order (none: one row
 #: of NULLs), as a page's post reads them in the transaction that stores its lead.
-_FORMS_WITH_TARGETS = (
+_WITH_TARGETS = (
     select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
            _F.c.required_fields, _F.c.thank_you_url, _F.c.public_key,
            _I.c.id.label("integration_id"), _I.c.realtime, _I.c.realtime_budget, _I.c.name,
            _I.c.connector)
     .select_from(_F.outerjoin(_I, and_(_I.c.form_id == _F.c.id, _I.c.active.is_(True))))
-    .where(_F.c.public_key.in_(bindparam("keys", expanding=True)))
     .order_by(_I.c.id)
 )
+_FORMS_WITH_TARGETS = _WITH_TARGETS.where(_F.c.public_key.in_(bindparam("keys", expanding=True)))
+#: The same for one key (the usual case: no list to expand on each call).
+_FORM_WITH_TARGETS = _WITH_TARGETS.where(_F.c.public_key == bindparam("key"))
 _THANK_YOU_MESSAGE = select(_F.c.thank_you_message).where(_F.c.id == bindparam("id"))
 _LONGEST_BUDGET = select(func.max(_I.c.realtime_budget)).where(
     _I.c.form_id == bindparam("form_id"), _I.c.active.is_(True), _I.c.realtime.is_(True)

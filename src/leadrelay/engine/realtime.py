@@ -11,6 +11,11 @@ the workers' claim. A delivery whose send never started within its budget (every
 real-time thread busy) is handed to the workers instead. An integration's rate limit and a
 CRM's 429 pause hold here too (``admit``, the workers' :class:`~.throttle.Gate`): a delivery
 they do not admit now is answered ``queued``, made due when they let it go.
+
+A page's post claims its real-time deliveries in the very transaction that stores them
+(:meth:`RealtimeSender.claim_in`), when their integration has no limit or pause to ask:
+the same claim and intent, one transaction fewer while the visitor waits. A claimed
+delivery whose send never started is given back (released) before it is handed over.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from .delivery import AttemptResult, DeliveryRunner
+from .delivery import AttemptResult, Claimed, DeliveryRunner
 from .intake import Accepted
 from .ledger import AttemptLane, DeliveryState
 
@@ -76,11 +82,15 @@ class RealtimeSender:
         *,
         threads: int = REALTIME_THREADS,
         admit: Callable[[int, list[int]], list[int]] | None = None,
+        free: Callable[[int], bool] | None = None,
     ) -> None:
         """``admit(integration_id, delivery_ids)``: those that may be sent now, the rest
-        postponed in the ledger (the workers' rate limits and pauses); None admits all."""
+        postponed in the ledger (the workers' rate limits and pauses); None admits all.
+        ``free(integration_id)``: whether it has no rate limit or pause (known without
+        reading the ledger), so that its deliveries may be claimed as they are stored."""
         self.runner = runner
         self._admit = admit
+        self._free = free
         self._after = after
         self._hand_off = hand_off
         self._threads = threads
@@ -89,31 +99,59 @@ class RealtimeSender:
         #: Real-time deliveries answered ``queued`` because their budget ran out.
         self.handed_off = 0
 
-    def deliver(self, accepted: Accepted) -> list[RealtimeResult]:
-        """Send ``accepted``'s real-time deliveries; each one's state at its budget."""
+    def claim_in(self, conn: Any, accepted: Iterable[Accepted]) -> dict[int, Claimed]:
+        """Claim, on ``conn`` inside the transaction that stores these leads, their
+        real-time deliveries whose integration is free of rate limits and pauses: the
+        workers' claim, taken with the lead instead of in a transaction of its own. Pass
+        them to :meth:`deliver`. The others are claimed by :meth:`deliver`, after
+        ``admit``."""
+        if self._free is None:
+            return {}
+        wanted = []
+        for a in accepted:
+            if a.realtime:
+                realtime = {delivery_id for delivery_id, _ in a.realtime}
+                wanted += [d for d, i in zip(a.delivery_ids, a.integration_ids, strict=False)
+                           if d in realtime and self._free(i)]
+        if not wanted:
+            return {}
+        claimed = self.runner.claim_in(conn, wanted, lane=AttemptLane.REALTIME.value)
+        return {delivery.id: (delivery, lead, integration)
+                for delivery, lead, integration in claimed}
+
+    def deliver(
+        self, accepted: Accepted, claimed: Mapping[int, Claimed] | None = None
+    ) -> list[RealtimeResult]:
+        """Send ``accepted``'s real-time deliveries; each one's state at its budget.
+        ``claimed``: those :meth:`claim_in` claimed already."""
         if not accepted.realtime:
             return []
+        claimed = claimed or {}
         started = time.monotonic()
-        held = self._held_back(accepted)
+        held = self._held_back(accepted, claimed)
         pool = self._executor()
         running = [
-            (delivery_id, started + budget, pool.submit(self._send, delivery_id))
+            (delivery_id, started + budget, claimed.get(delivery_id),
+             pool.submit(self._send, delivery_id, claimed.get(delivery_id)))
             for delivery_id, budget in accepted.realtime if delivery_id not in held
         ]
-        sent = {d: self._wait(d, until, future) for d, until, future in running}
+        sent = {d: self._wait(d, until, mine, future) for d, until, mine, future in running}
         return [sent.get(d) or RealtimeResult(d, "queued", finished=False)
                 for d, _ in accepted.realtime]
 
-    def _held_back(self, accepted: Accepted) -> set[int]:
+    def _held_back(self, accepted: Accepted, claimed: Mapping[int, Claimed]) -> set[int]:
         """The real-time deliveries their integration's rate limit or pause does not admit
-        now: postponed in the ledger by ``admit``, sent by the sweeper when due."""
+        now: postponed in the ledger by ``admit``, sent by the sweeper when due (those
+        claimed already had no limit to ask)."""
         if self._admit is None:
             return set()
         integration_of = dict(zip(accepted.delivery_ids, accepted.integration_ids, strict=False))
         held = set()
         for delivery_id, _ in accepted.realtime:
             integration_id = integration_of.get(delivery_id)
-            if integration_id is not None and not self._admit(integration_id, [delivery_id]):
+            if delivery_id in claimed or integration_id is None:
+                continue
+            if not self._admit(integration_id, [delivery_id]):
                 held.add(delivery_id)
         return held
 
@@ -130,19 +168,25 @@ class RealtimeSender:
                 self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="realtime")
             return self._pool
 
-    def _send(self, delivery_id: int) -> AttemptResult | None:
-        result = self.runner.run(delivery_id, lane=AttemptLane.REALTIME.value)
+    def _send(self, delivery_id: int, claimed: Claimed | None) -> AttemptResult | None:
+        if claimed is None:
+            result = self.runner.run(delivery_id, lane=AttemptLane.REALTIME.value)
+        else:
+            result = next(iter(self.runner.send_claimed([claimed])), None)
         # Whether the visitor still waits or not: a failure's retry is scheduled now.
         self._after([result])
         return result
 
     def _wait(
-        self, delivery_id: int, until: float, future: Future[AttemptResult | None]
+        self, delivery_id: int, until: float, claimed: Claimed | None,
+        future: Future[AttemptResult | None],
     ) -> RealtimeResult:
         try:
             result = future.result(timeout=max(0.0, until - time.monotonic()))
         except TimeoutError:
             if future.cancel():  # never started: the workers take it from here
+                if claimed is not None:
+                    self.runner.release([claimed])
                 self._hand_off([delivery_id])
             self.handed_off += 1
             return RealtimeResult(delivery_id, "queued", finished=False)

@@ -190,6 +190,14 @@ class Gate:
                            now + timedelta(seconds=wait), rate)
         return delivery_ids[:granted]
 
+    def free(self, integration_id: int) -> bool:
+        """Whether the integration has neither a rate limit nor a pause, as of a refresh
+        that is still current: its deliveries may be sent now without :meth:`admit`.
+        Never reads the ledger (False when a refresh is due), so it may be asked inside
+        a transaction."""
+        return (self._monotonic() < self._next_refresh
+                and integration_id not in self._limited)
+
     # -- pauses and the limited integrations ------------------------------------------
 
     def pause(self, integration_id: int, until: datetime) -> None:
