@@ -8,6 +8,7 @@ writer gives live ones runs on an injected clock (nothing sleeps).
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -17,18 +18,18 @@ from typing import Any
 import pytest
 
 from leadrelay.engine.app import Leadrelay
-from leadrelay.engine.batching import (
+from leadrelay.engine.batching import GroupCommit, WriteQueue
+from leadrelay.engine.broker import BULK_QUEUE, QUEUE
+from leadrelay.engine.imports import ImportOptions, parse_integrate, service
+from leadrelay.engine.priority import (
     BULK,
     BULK_SWITCH_INTERVAL,
     LIVE,
     NORMAL,
-    GroupCommit,
-    WriteQueue,
     WriterLock,
     bulk,
     in_bulk,
 )
-from leadrelay.engine.broker import BULK_QUEUE, QUEUE
 
 
 def _no_grace() -> WriterLock:
@@ -258,3 +259,37 @@ def test_a_bulk_message_too_big_for_one_batch_sends_the_rest_on_the_bulk_lane(
     assert runner.ran == [([1, 2], True)]  # run as bulk work
     assert app.broker.queues[QUEUE].qsize() == before[QUEUE]
     assert app.broker.queues[BULK_QUEUE].qsize() == before[BULK_QUEUE] + 2
+
+
+def test_imports_send_and_replays_run_as_bulk_work(
+    app: Leadrelay, form_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an engine whose import stores, import sends and replays say what they run as
+    seen: dict[str, tuple[bool, float]] = {}
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen.setdefault(name, (in_bulk(), sys.getswitchinterval()))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(service, "insert_leads", spy("import", service.insert_leads))
+    monkeypatch.setattr(service, "create_deliveries",
+                        spy("send", service.create_deliveries))
+    monkeypatch.setattr(app.replayer, "replay", spy("replay", app.replayer.replay))
+    before = sys.getswitchinterval()
+    app.manage.create_integration(form_id, name="CRM", connector="http_post", active=True,
+                                  config={"url": "https://crm.example/leads"})
+
+    # When an operator imports a file with integration off, sends it, then replays
+    data = b"email\na@example.com\nb@example.com\n"
+    report = app.imports.open(form_id, io.BytesIO(data), filename="leads.csv",
+                              options=ImportOptions(integrate=parse_integrate("off"))).run()
+    app.imports.send(report.id)
+    app.replay()
+
+    # Then each ran as bulk work (the import, which parses rows, with the GIL handed
+    # over more often), and nothing of it is left once done
+    assert seen["import"] == (True, min(before, BULK_SWITCH_INTERVAL))
+    assert seen["send"][0] and seen["replay"][0]
+    assert not in_bulk() and sys.getswitchinterval() == before

@@ -406,9 +406,10 @@ class Leadrelay:
         """Replay failed deliveries; with ``dry_run``, only say what would be sent."""
         from .report import DeliveryFilter
 
-        plan = self.replayer.replay(
-            flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
-        )
+        with self.ledger.bulk():  # a large replay is bulk work: live leads go first
+            plan = self.replayer.replay(
+                flt or DeliveryFilter(), dry_run=dry_run, queued=self._consumed_here
+            )
         if not dry_run and self._consumed_here:
             self.dispatcher.announce_bulk(plan.deliveries())
         return plan

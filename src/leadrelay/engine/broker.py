@@ -19,11 +19,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, TimeLimit
 
 from .announcer import Announcer
-from .batching import bulk
 from .clock import Clock
 from .delivery import RECORD_PATIENCE, AttemptResult, DeliveryRunner
 from .ledger import DeliveryState
 from .outcome import Outcome
+from .priority import bulk
 from .throttle import Gate
 
 QUEUE = "deliveries"

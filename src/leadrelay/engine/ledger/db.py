@@ -14,8 +14,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..batching import LIVE, NORMAL, WriteQueue, WriterLock, bulk, level
+from ..batching import WriteQueue
 from ..errors import ConfigError
+from ..priority import LIVE, NORMAL, WriterLock, bulk, level
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The database URL schemes leadrelay runs on.
@@ -139,7 +140,7 @@ class Ledger:
 
     def writer(self, urgency: int | None = None) -> AbstractContextManager[object]:
         """SQLite's single writer for this process's next transaction, taken at
-        ``urgency`` (by default :data:`~..batching.NORMAL`, or ``BULK`` inside
+        ``urgency`` (by default :data:`~..priority.NORMAL`, or ``BULK`` inside
         :meth:`bulk`); nothing to take on PostgreSQL."""
         if self._writer is None:
             return nullcontext()
@@ -150,7 +151,7 @@ class Ledger:
         the bulk lane): its transactions wait for any live or ordinary writer waiting,
         so a live lead never queues behind it for SQLite's writer; ``cpu_bound`` for a
         thread that also parses or computes between its writes (see
-        :func:`~..batching.bulk`)."""
+        :func:`~..priority.bulk`)."""
         return bulk(cpu_bound=cpu_bound)
 
     def held(self) -> HeldConnection:
