@@ -35,7 +35,13 @@ from ..secrets import SecretBox
 from ..throttle import Rate, parse_rate
 from .checking import Checked, RowChecker
 from .reading import ImportFile
-from .storing import Pace, active_integrations, create_deliveries, insert_leads
+from .storing import (
+    Pace,
+    active_integrations,
+    create_deliveries,
+    encode_payloads,
+    insert_leads,
+)
 
 #: Rows stored per transaction: a transaction's fixed cost (its commit, the import's
 #: counts) spread over enough rows, and still all an import holds in memory.
@@ -473,15 +479,16 @@ class PreparedImport:
         for checked in batch:
             fresh.setdefault(checked.external_id, checked)
         rows = list(fresh.values())
+        encoded = encode_payloads(importer.ledger.engine.dialect, rows)
         pairs: list[tuple[int | None, int]] = []
         with importer.ledger.transaction() as conn:
             now = importer.clock.now()
             if integrate.mode == "off":
                 stored = cast(int, insert_leads(conn, self.form_id, import_id, rows, now,
-                                                ids=False))
+                                                ids=False, encoded=encoded))
             else:
                 ids = cast(list[int], insert_leads(conn, self.form_id, import_id, rows, now,
-                                                   ids=True))
+                                                   ids=True, encoded=encoded))
                 stored = len(ids)
                 targets = active_integrations(conn, self.form_id) if ids else []
                 pairs = create_deliveries(

@@ -15,7 +15,9 @@ Each backend gets the statement that costs it least (``docs/benchmarks.md``, imp
   Deliveries (integration on or throttled) go the same way, four arrays.
 - SQLite: the driver's ``executemany`` of one prepared ``INSERT``; when the leads' ids are
   needed (deliveries to create), one ``INSERT … RETURNING id`` per row, which on SQLite is
-  a function call, not a round trip.
+  a function call, not a round trip; deliveries the same way. Payloads are encoded before
+  the transaction (:func:`encode_payloads`): SQLite has one writer, which a live lead
+  may be waiting for, so a batch holds it for its inserts alone.
 
 Values go through the columns' own bind processors, so what is stored is exactly what
 the ORM would store.
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..intake import idempotency_key
@@ -43,8 +45,10 @@ _SOURCE = LeadSource.IMPORT.value
 
 
 def insert_leads(conn: Connection, form_id: int, import_id: int, rows: Sequence[Checked],
-                 now: datetime, *, ids: bool) -> list[int] | int:
-    """Insert ``rows`` (of distinct external ids) as leads of the import.
+                 now: datetime, *, ids: bool, encoded: Sequence[Any] | None = None
+                 ) -> list[int] | int:
+    """Insert ``rows`` (of distinct external ids) as leads of the import; ``encoded``:
+    their payloads from :func:`encode_payloads`, when encoded already.
 
     :returns: with ``ids``, the ids of the leads stored, in the order of ``rows`` (those
         already in the ledger left out); without, how many were stored.
@@ -53,7 +57,7 @@ def insert_leads(conn: Connection, form_id: int, import_id: int, rows: Sequence[
         return [] if ids else 0
     if conn.dialect.name == "postgresql":
         return _insert_postgres(conn, form_id, import_id, rows, now, ids=ids)
-    return _insert_sqlite(conn, form_id, import_id, rows, now, ids=ids)
+    return _insert_sqlite(conn, form_id, import_id, rows, now, ids=ids, encoded=encoded)
 
 
 _PG_INSERT = """
@@ -89,22 +93,47 @@ _SQLITE_INSERT_RETURNING = _SQLITE_INSERT + " RETURNING id"
 
 
 def _insert_sqlite(conn: Connection, form_id: int, import_id: int, rows: Sequence[Checked],
-                   now: datetime, *, ids: bool) -> list[int] | int:
-    dialect = conn.dialect
-    as_json = _L.c.payload.type.dialect_impl(dialect).bind_processor(dialect)
-    as_time = _L.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert as_json is not None and as_time is not None
-    received = as_time(now)
-    values = [(form_id, _SOURCE, r.external_id, as_json(r.payload), received, import_id)
-              for r in rows]
+                   now: datetime, *, ids: bool, encoded: Sequence[Any] | None
+                   ) -> list[int] | int:
+    if encoded is None:
+        as_json = _bind(conn, _L, "payload")
+        encoded = [as_json(r.payload) for r in rows]
+    received = _bind(conn, _L, "received_at")(now)
+    values = [(form_id, _SOURCE, r.external_id, payload, received, import_id)
+              for r, payload in zip(rows, encoded, strict=True)]
     if not ids:
         return conn.exec_driver_sql(_SQLITE_INSERT, values).rowcount
+    return _each_returning(conn, _SQLITE_INSERT_RETURNING, values)
+
+
+def encode_payloads(dialect: Any, rows: Sequence[Checked]) -> list[Any] | None:
+    """The rows' payloads as SQLite stores them, encoded ahead of the transaction (None
+    on PostgreSQL, which is sent the canonical text): SQLite's one writer, which a live
+    lead may be waiting for, is then held for the inserts alone."""
+    if dialect.name != "sqlite":
+        return None
+    as_json = _L.c.payload.type.dialect_impl(dialect).bind_processor(dialect)
+    assert as_json is not None
+    return [as_json(r.payload) for r in rows]
+
+
+def _bind(conn: Connection, table: Table, column: str) -> Any:
+    """The bind processor of a column on ``conn``'s dialect: what the ORM stores."""
+    processor = table.c[column].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    assert processor is not None
+    return processor
+
+
+def _each_returning(conn: Connection, statement: str, values: Sequence[tuple[Any, ...]]
+                    ) -> list[int]:
+    """``statement … RETURNING id`` for each row on the driver's cursor (on SQLite a
+    function call, not a round trip); the ids of the rows inserted, in order."""
     cursor = cast(Any, conn.connection.dbapi_connection).cursor()
     try:
         stored = []
         for one in values:
-            found = cursor.execute(_SQLITE_INSERT_RETURNING, one).fetchone()
-            if found is not None:  # None: already in the ledger
+            found = cursor.execute(statement, one).fetchone()
+            if found is not None:  # None: skipped (already in the ledger)
                 stored.append(found[0])
         return stored
     finally:
@@ -154,17 +183,22 @@ def create_deliveries(
     if conn.dialect.name == "postgresql":
         ids = _deliveries_postgres(conn, pairs, dues, keys, queued_for, now)
     else:
-        rows = [
-            {
-                "lead_id": lead_id, "integration_id": integration_id,
-                "state": DeliveryState.PENDING.value, "attempts_count": 0,
-                "total_attempts": 0, "replays": 0, "next_due_at": due,
-                "queued_for": queued_for, "idempotency_key": key, "created_at": now,
-            }
+        as_time = _bind(conn, _D, "created_at")
+        created, queued_at = as_time(now), as_time(queued_for) if queued_for else None
+        ids = _each_returning(conn, _SQLITE_DELIVERY, [
+            (lead_id, integration_id, DeliveryState.PENDING.value, as_time(due), queued_at,
+             key, created)
             for (lead_id, integration_id), due, key in zip(pairs, dues, keys, strict=True)
-        ]
-        ids = list(conn.scalars(_INSERT_DELIVERIES, rows))
+        ])
     return [(integration_id, d) for (_, integration_id), d in zip(pairs, ids, strict=True)]
+
+
+#: A delivery as the ORM's insert makes it: counts at 0, the other columns NULL.
+_SQLITE_DELIVERY = (
+    "INSERT INTO deliveries (lead_id, integration_id, state, attempts_count, total_attempts, "
+    "replays, claims, in_doubt, next_due_at, queued_for, idempotency_key, created_at) "
+    "VALUES (?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, ?) RETURNING id"
+)
 
 
 #: The columns left out take their defaults on the server: 0 for ``claims`` and
@@ -200,5 +234,3 @@ _ACTIVE_OF = (
     .where(_I.c.form_id == bindparam("form_id"), _I.c.active.is_(True))
     .order_by(_I.c.id)
 )
-#: Several deliveries at once; ids come back in the order of the rows given.
-_INSERT_DELIVERIES = insert(_D).returning(_D.c.id, sort_by_parameter_order=True)
