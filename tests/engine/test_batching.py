@@ -10,7 +10,6 @@ connection the database dropped is replaced.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -99,82 +98,6 @@ def test_max_batch_bounds_a_batch(wait_for: Callable[..., None]) -> None:
         assert [f.result(10) for f in [first, *rest]] == [10, 20, 30, 40, 50, 60]
     assert all(len(b) <= 2 for b in run.batches)
     assert sorted(i for b in run.batches for i in b) == [1, 2, 3, 4, 5, 6]
-
-
-class Gated:
-    """A batch function whose batches each wait for a release; counts those running."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-        self.running = 0
-        self.most = 0
-        self.lock = threading.Lock()
-        self.gates: list[threading.Event] = []
-        self.entered = threading.Semaphore(0)
-
-    def __call__(self, items: Sequence[int]) -> list[int]:
-        gate = threading.Event()
-        with self.lock:
-            self.batches.append(list(items))
-            self.gates.append(gate)
-            self.running += 1
-            self.most = max(self.most, self.running)
-        self.entered.release()
-        assert gate.wait(10)
-        with self.lock:
-            self.running -= 1
-        return [i * 10 for i in items]
-
-
-def test_with_two_leaders_a_caller_need_not_wait_for_the_batch_running(
-    wait_for: Callable[..., None],
-) -> None:
-    run = Gated()
-    commit = GroupCommit(run, leaders=2)
-    with ThreadPoolExecutor(8) as pool:
-        # Given one batch running
-        first = pool.submit(commit, 1)
-        assert run.entered.acquire(timeout=10)
-        # When a second caller comes, it runs at once, beside it
-        second = pool.submit(commit, 2)
-        assert run.entered.acquire(timeout=10)
-        assert run.batches == [[1], [2]]
-        # and callers coming while both run wait, to share the next batch
-        rest = [pool.submit(commit, i) for i in (3, 4, 5)]
-        wait_for(lambda: len(commit._waiting) == 3, 10)
-        run.gates[0].set()
-        assert first.result(10) == 10
-        assert run.entered.acquire(timeout=10)
-        assert sorted(run.batches[2]) == [3, 4, 5]
-        for gate in run.gates:
-            gate.set()
-        run.gates[2].set()
-        assert second.result(10) == 20 and [f.result(10) for f in rest] == [30, 40, 50]
-    # never more than two at once, and each item run exactly once
-    assert run.most == 2
-    assert sorted(i for b in run.batches for i in b) == [1, 2, 3, 4, 5]
-
-
-def test_leaders_run_every_item_once_under_load() -> None:
-    seen: list[int] = []
-    lock = threading.Lock()
-    running = [0, 0]  # now, most
-
-    def batch(items: Sequence[int]) -> list[int]:
-        with lock:
-            running[0] += 1
-            running[1] = max(running)
-            seen.extend(items)
-        time.sleep(0.001)  # a transaction's round trips
-        with lock:
-            running[0] -= 1
-        return list(items)
-
-    commit = GroupCommit(batch, leaders=3, max_batch=4)
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(commit, range(2000)))
-    assert results == list(range(2000))
-    assert sorted(seen) == list(range(2000)) and running[1] <= 3
 
 
 def test_a_wrong_number_of_results_is_an_error_not_a_mixup() -> None:

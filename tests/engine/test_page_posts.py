@@ -73,18 +73,14 @@ def test_posts_waiting_together_share_a_transaction_and_each_gets_its_own_answer
         except LeadrelayError as exc:
             return exc
 
-    # When they arrive while the write queue's transactions are all open (one on
-    # SQLite, a few on PostgreSQL), so that they wait together
-    leaders = app.ledger.writes._commit.leaders
-    with ThreadPoolExecutor(len(posts) + leaders) as pool:
-        holds = [pool.submit(app.ledger.writes, _Hold(release)) for _ in range(leaders)]
-        wait_for(lambda: app.ledger.writes._commit._leading == leaders)
+    # When they arrive while a transaction is open, so that they wait together
+    with ThreadPoolExecutor(len(posts) + 1) as pool:
+        held = pool.submit(app.ledger.writes, _Hold(release))
         answers = [pool.submit(post, i) for i in range(len(posts))]
         wait_for(lambda: len(app.ledger.writes._commit._waiting) == len(posts))
         batches = app.ledger.writes.batches
         release.set()
-        for held in holds:
-            held.result(10)
+        held.result(10)
         results = [a.result(10) for a in answers]
 
     # Then they were written in one more transaction

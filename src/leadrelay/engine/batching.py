@@ -35,14 +35,12 @@ _PENDING = object()
 class _Slot(Generic[T, R]):
     """One caller's item, the lock its caller sleeps on, and once run, its result or error."""
 
-    __slots__ = ("batch", "error", "item", "result", "wake")
+    __slots__ = ("error", "item", "result", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.result: object = _PENDING
         self.error: BaseException | None = None
-        #: The batch this caller is handed to lead (taken for it by the leader before).
-        self.batch: list[_Slot[T, R]] | None = None
         # Held from birth; released exactly once, by the leader that ran the item or
         # that hands over the lead: a caller wakes once, never for somebody else's batch.
         self.wake = threading.Lock()
@@ -57,11 +55,9 @@ class GroupCommit(Generic[T, R]):
     """Runs concurrent calls in batches through ``run_batch``.
 
     ``run_batch`` gets the waiting items in arrival order and returns one result
-    per item, in the same order; it runs in the leader's thread, at most ``leaders``
-    batches at a time (one by default: SQLite has one writer; PostgreSQL runs a few
-    transactions at once, so a caller arriving while one batch runs need not wait for
-    it). With ``urgency`` (an item's priority, lower first), a batch that cannot take
-    every waiting item takes the most urgent ones, and the lead goes to the most urgent
+    per item, in the same order; it runs in the leader's thread, one batch at a time.
+    With ``urgency`` (an item's priority, lower first), a batch that cannot take every
+    waiting item takes the most urgent ones, and the lead goes to the most urgent
     caller left.
     """
 
@@ -71,15 +67,13 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 64,
         urgency: Callable[[T], int] | None = None,
-        leaders: int = 1,
     ) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
         self._urgency = urgency
-        self.leaders = leaders
         self._lock = threading.Lock()
         self._waiting: list[_Slot[T, R]] = []
-        self._leading = 0
+        self._busy = False
         #: Batches run and items they carried, for benchmarks and tests.
         self.batches = 0
         self.items = 0
@@ -89,18 +83,15 @@ class GroupCommit(Generic[T, R]):
         slot: _Slot[T, R] = _Slot(item)
         with self._lock:
             self._waiting.append(slot)
-            lead = self._leading < self.leaders
-            if lead:
-                self._leading += 1
-                # Our item is in this batch, with the most urgent others waiting.
-                batch = self._take(slot)
+            lead = not self._busy
+            self._busy = True
         if not lead:
             slot.wake.acquire()  # until our item ran, or the lead is handed to us
             if slot.done:
                 return _outcome(slot)
-            assert slot.batch is not None  # handed the lead with a batch taken for us
-            with self._lock:  # and whoever came while we woke up, room permitting
-                batch = slot.batch + self._take_more(self.max_batch - len(slot.batch))
+        # Leading: our item is in this batch, with the most urgent others waiting.
+        with self._lock:
+            batch = self._take(slot)
         try:
             self._run(batch)
         finally:
@@ -109,10 +100,7 @@ class GroupCommit(Generic[T, R]):
                     other.wake.release()
             with self._lock:
                 successor = self._first() if self._waiting else None
-                if successor is None:
-                    self._leading -= 1
-                else:  # taken now, so that no other leader runs its item meanwhile
-                    successor.batch = self._take(successor)
+                self._busy = successor is not None
             if successor is not None:
                 successor.wake.release()  # not done: it leads the next batch
         return _outcome(slot)
@@ -129,20 +117,6 @@ class GroupCommit(Generic[T, R]):
         keep = {id(s) for s in ranked[: self.max_batch - 1]} | {id(slot)}
         self._waiting = [s for s in waiting if id(s) not in keep]
         return [s for s in waiting if id(s) in keep]
-
-    def _take_more(self, room: int) -> list[_Slot[T, R]]:
-        """Up to ``room`` waiting callers, the most urgent first, taken out of the
-        waiting list."""
-        if room <= 0 or not self._waiting:
-            return []
-        if len(self._waiting) <= room:
-            more, self._waiting = self._waiting, []
-            return more
-        urgency = self._urgency or _same
-        keep = {id(s) for s in sorted(self._waiting, key=lambda s: urgency(s.item))[:room]}
-        more = [s for s in self._waiting if id(s) in keep]
-        self._waiting = [s for s in self._waiting if id(s) not in keep]
-        return more
 
     def _first(self) -> _Slot[T, R]:
         """The waiting caller to lead the next batch: the most urgent, the oldest."""
@@ -205,15 +179,12 @@ class WriteQueue:
     the writer at :data:`BULK` rather than :data:`LIVE`.
     """
 
-    def __init__(
-        self, transaction: Callable[[int], AbstractContextManager[Any]], *, leaders: int = 1
-    ) -> None:
-        """``transaction(level)``: a transaction with the writer taken at ``level``, on a
-        connection of its own for each of ``leaders`` batches running at once."""
+    def __init__(self, transaction: Callable[[int], AbstractContextManager[Any]]) -> None:
+        """``transaction(level)``: a transaction with the writer taken at ``level``."""
         self._transaction = transaction
         self._kinds: dict[type, Callable[[Any, list[Any]], Sequence[Any]]] = {}
         self._commit: GroupCommit[tuple[int, Any], Any] = GroupCommit(
-            self._run, urgency=_urgency, leaders=leaders
+            self._run, urgency=_urgency
         )
 
     @property

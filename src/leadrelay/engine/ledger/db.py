@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +25,6 @@ SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
 #: One migration at a time in this process: Alembic's ``context`` and ``op`` are module
 #: globals, so two engines built at once in two threads would run into each other.
 _MIGRATING = threading.Lock()
-#: Transactions the write queue runs at once on PostgreSQL, each on a connection it
-#: keeps (SQLite: one, its single writer).
-WRITE_CONNECTIONS = 4
 #: The PostgreSQL advisory lock that serialises migrations across processes
 #: (several ``leadrelay worker`` started at once on a new database); any fixed key of
 #: leadrelay's own will do: this one is the bytes of "leadrela", shifted into 63 bits.
@@ -79,18 +75,10 @@ class Ledger:
             WriterLock() if self.engine.dialect.name == "sqlite" else None
         )
         self._held: list[HeldConnection] = []
-        # The connections the process's small writes (intake, claims, records) share, and
-        # the queue that groups them into transactions: one on SQLite, which has one
-        # writer; on PostgreSQL a few, each running a batch, so that a write arriving
-        # while one batch commits does not wait for it (docs/benchmarks.md, API intake).
-        writers = [self.held() for _ in range(
-            1 if self.engine.dialect.name == "sqlite" else WRITE_CONNECTIONS)]
-        #: The first of them (the one a lone writer uses).
-        self.write_connection = writers[0]
-        self._idle_writers: queue.LifoQueue[HeldConnection] = queue.LifoQueue()
-        for held in reversed(writers):
-            self._idle_writers.put(held)
-        self.writes = WriteQueue(self._write_transaction, leaders=len(writers))
+        #: The connection the process's small writes (intake, claims, records) share,
+        #: and the queue that groups them into transactions.
+        self.write_connection = self.held()
+        self.writes = WriteQueue(self.write_connection.transaction)
         if migrate:
             self.migrate()
 
@@ -165,17 +153,6 @@ class Ledger:
         thread that also parses or computes between its writes (see
         :func:`~..priority.bulk`)."""
         return bulk(cpu_bound=cpu_bound)
-
-    @contextmanager
-    def _write_transaction(self, urgency: int) -> Iterator[Connection]:
-        """A transaction of the write queue, on an idle one of its connections (there is
-        one for each batch it runs at once)."""
-        held = self._idle_writers.get_nowait()
-        try:
-            with held.transaction(urgency) as conn:
-                yield conn
-        finally:
-            self._idle_writers.put(held)
 
     def held(self) -> HeldConnection:
         """A connection kept open for one writer that runs a transaction at a time
