@@ -240,7 +240,7 @@ class Leadrelay:
         from .imports import Importer
 
         return Importer(
-            self.ledger, self.clock, self.intake, self.box, self.dispatcher.announce_bulk,
+            self.ledger, self.clock, self.box, self.dispatcher.announce_bulk,
             lambda: self._consumed_here,
         )
 

@@ -158,19 +158,6 @@ class Intake:
         with self.ledger.transaction() as conn:
             return self._store(conn, checked, integrate=integrate, due=due)
 
-    def store_valid(
-        self,
-        conn: Any,
-        leads: Sequence[LeadIn],
-        *,
-        integrate: bool = True,
-        queued: bool = True,
-    ) -> list[Accepted]:
-        """Store leads whose payloads were validated already (:func:`validate_payload`)
-        on ``conn``, in the caller's transaction (bulk imports)."""
-        checked = [_Checked(lead, lead.payload, lead.source, queued) for lead in leads]
-        return self._store(conn, checked, integrate=integrate)
-
     def _store(
         self,
         conn: Any,

@@ -29,7 +29,6 @@ from sqlalchemy import Table, bindparam, func, select, update
 
 from ..clock import Clock
 from ..errors import BadInput, NotFound
-from ..intake import Intake
 from ..ledger import Delivery, Form, Import, ImportState, Integration, Lead, Ledger
 from ..secrets import SecretBox
 from ..throttle import Rate, parse_rate
@@ -196,14 +195,12 @@ class Importer:
         self,
         ledger: Ledger,
         clock: Clock,
-        intake: Intake,
         box: SecretBox,
         announce: Announce,
         queued: Callable[[], bool],
     ) -> None:
         self.ledger = ledger
         self.clock = clock
-        self.intake = intake
         self.box = box
         self.announce = announce
         self.queued = queued
