@@ -68,8 +68,7 @@ def test_the_generated_code_is_lint_clean(tmp_path: Path) -> None:
     # Given a generated package
     CliRunner().invoke(cli(), ["new-connector", "acme_crm", "-d", str(tmp_path)])
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
-    if ruff is None:
-        pytest.skip("ruff is not installed beside this Python")
+    assert ruff is not None, "ruff is not installed beside this Python (requirements.lock pins it)"
 
     # When ruff checks it with the generated configuration
     done = run_with(tmp_path, [ruff, "check", "--no-cache", "."],
@@ -83,8 +82,7 @@ def test_the_generated_code_is_type_clean(tmp_path: Path) -> None:
     # Given a generated package
     CliRunner().invoke(cli(), ["new-connector", "acme_crm", "-d", str(tmp_path)])
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
-    if mypy is None:
-        pytest.skip("mypy is not installed beside this Python")
+    assert mypy is not None, "mypy is not installed beside this Python (requirements.lock pins it)"
 
     # When mypy checks its code and its tests with the generated (strict) configuration
     done = run_with(tmp_path, [mypy, "--no-incremental", ".", "--exclude", "build"],

@@ -32,6 +32,7 @@ R = TypeVar("R")
 
 _PENDING = object()
 
+
 class _Slot(Generic[T, R]):
     """One caller's item, the lock its caller sleeps on, and once run, its result or error."""
 

@@ -126,9 +126,7 @@ class _Lead(NamedTuple):
 
 
 #: A claimed delivery, with what sending it needs.
-_Claimed = tuple[_Delivery, _Lead, Integration]
-#: The same, for callers claiming in their own transaction (:meth:`DeliveryRunner.claim_in`).
-Claimed = _Claimed
+Claimed = tuple[_Delivery, _Lead, Integration]
 
 
 class _Claim(NamedTuple):
@@ -219,7 +217,7 @@ class DeliveryRunner:
         Those are released unsent and handed to ``spill``.
         """
         claimed_at = self.clock.now()
-        claimed: list[_Claimed] = self.writes(_Claim(tuple(delivery_ids), lane))
+        claimed: list[Claimed] = self.writes(_Claim(tuple(delivery_ids), lane))
         return self.send_claimed(claimed, spill=spill, claimed_at=claimed_at)
 
     def claim_in(self, conn: Any, delivery_ids: Sequence[int], *, lane: str) -> list[Claimed]:
@@ -420,9 +418,9 @@ class DeliveryRunner:
 
     # -- ledger steps ---------------------------------------------------------------
 
-    def _claim(self, delivery_id: int, now: datetime) -> _Claimed | None:
+    def _claim(self, delivery_id: int, now: datetime) -> Claimed | None:
         """Move the delivery to ``sending`` if it is due and unclaimed; what sending it needs."""
-        claimed: list[_Claimed] = self.writes(_Claim((delivery_id,)))
+        claimed: list[Claimed] = self.writes(_Claim((delivery_id,)))
         return claimed[0] if claimed else None
 
     def _result(
@@ -553,11 +551,11 @@ class DeliveryRunner:
         conn.execute(_RELEASE, [{**r, "now": self.clock.now()} for r in rows])
         return [None] * len(ops)
 
-    def _write_claims(self, conn: Any, ops: list[_Claim]) -> list[list[_Claimed]]:
+    def _write_claims(self, conn: Any, ops: list[_Claim]) -> list[list[Claimed]]:
         now = self.clock.now()
         wanted = sorted({i for op in ops for i in op.delivery_ids})
         ids = list(conn.scalars(_CLAIM, {"ids": wanted, "now": now, "lease": now + self.lease}))
-        claimed: dict[int, _Claimed] = {}
+        claimed: dict[int, Claimed] = {}
         if ids:
             for row in conn.execute(_LOAD, {"ids": ids}):
                 delivery = _Delivery._make(row[:_N_DELIVERY])

@@ -222,9 +222,7 @@ class Posts:
     def page_settings(self, public_key: str, origin: str | None) -> dict[str, Any]:
         """What the embed needs to know of a form before a visitor submits: where the
         thank-you goes, and how long a post may take (its longest real-time budget)."""
-        form = self.form_by_key(public_key)
-        self.check_origin(form, origin)
-        _open(form)
+        form = self._check_page_post(public_key, origin)
         with self.ledger.transaction() as conn:
             budget = conn.execute(_LONGEST_BUDGET, {"form_id": form.id}).scalar()
             message = conn.execute(_THANK_YOU_MESSAGE, {"id": form.id}).scalar()
@@ -513,10 +511,8 @@ _FORM_BY_ID = _FORM.where(_F.c.id == bindparam("id"))
 #: Forms by public key, each with its active integrations in id order (none: one row
 #: of NULLs), as a page's post reads them in the transaction that stores its lead.
 _WITH_TARGETS = (
-    select(_F.c.id, _F.c.account_id, _F.c.active, _F.c.allowed_origins,
-           _F.c.required_fields, _F.c.thank_you_url, _F.c.public_key,
-           _I.c.id.label("integration_id"), _I.c.realtime, _I.c.realtime_budget, _I.c.name,
-           _I.c.connector)
+    _FORM.add_columns(_F.c.public_key, _I.c.id.label("integration_id"), _I.c.realtime,
+                      _I.c.realtime_budget, _I.c.name, _I.c.connector)
     .select_from(_F.outerjoin(_I, and_(_I.c.form_id == _F.c.id, _I.c.active.is_(True))))
     .order_by(_I.c.id)
 )

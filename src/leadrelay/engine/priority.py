@@ -133,8 +133,6 @@ class WriterLock:
         self._waiting: list[_Waiter] = []
         #: When the last live transaction ended (monotonic seconds).
         self._live_at = float("-inf")
-        #: Seconds bulk writers spent giving way to live ones (diagnostics).
-        self.deferred = 0.0
 
     @property
     def waiting(self) -> list[int]:
@@ -196,7 +194,6 @@ class WriterLock:
             wait = min(self._live_at + self.grace, start + self.patience) - now
             if wait <= 0:
                 return
-            self.deferred += wait
             self._sleep(wait)
 
     def release(self) -> None:

@@ -116,8 +116,7 @@ class RealtimeSender:
         if not wanted:
             return {}
         claimed = self.runner.claim_in(conn, wanted, lane=AttemptLane.REALTIME.value)
-        return {delivery.id: (delivery, lead, integration)
-                for delivery, lead, integration in claimed}
+        return {c[0].id: c for c in claimed}
 
     def deliver(
         self, accepted: Accepted, claimed: Mapping[int, Claimed] | None = None
@@ -130,11 +129,12 @@ class RealtimeSender:
         started = time.monotonic()
         held = self._held_back(accepted, claimed)
         pool = self._executor()
-        running = [
-            (delivery_id, started + budget, claimed.get(delivery_id),
-             pool.submit(self._send, delivery_id, claimed.get(delivery_id)))
-            for delivery_id, budget in accepted.realtime if delivery_id not in held
-        ]
+        running = []
+        for delivery_id, budget in accepted.realtime:
+            if delivery_id not in held:
+                mine = claimed.get(delivery_id)
+                future = pool.submit(self._send, delivery_id, mine)
+                running.append((delivery_id, started + budget, mine, future))
         sent = {d: self._wait(d, until, mine, future) for d, until, mine, future in running}
         return [sent.get(d) or RealtimeResult(d, "queued", finished=False)
                 for d, _ in accepted.realtime]

@@ -96,9 +96,8 @@ def _insert_sqlite(conn: Connection, form_id: int, import_id: int, rows: Sequenc
                    now: datetime, *, ids: bool, encoded: Sequence[Any] | None
                    ) -> list[int] | int:
     if encoded is None:
-        as_json = _bind(conn, _L, "payload")
-        encoded = [as_json(r.payload) for r in rows]
-    received = _bind(conn, _L, "received_at")(now)
+        encoded = cast(list[Any], encode_payloads(conn.dialect, rows))
+    received = _bind(conn.dialect, _L, "received_at")(now)
     values = [(form_id, _SOURCE, r.external_id, payload, received, import_id)
               for r, payload in zip(rows, encoded, strict=True)]
     if not ids:
@@ -112,14 +111,13 @@ def encode_payloads(dialect: Any, rows: Sequence[Checked]) -> list[Any] | None:
     lead may be waiting for, is then held for the inserts alone."""
     if dialect.name != "sqlite":
         return None
-    as_json = _L.c.payload.type.dialect_impl(dialect).bind_processor(dialect)
-    assert as_json is not None
+    as_json = _bind(dialect, _L, "payload")
     return [as_json(r.payload) for r in rows]
 
 
-def _bind(conn: Connection, table: Table, column: str) -> Any:
-    """The bind processor of a column on ``conn``'s dialect: what the ORM stores."""
-    processor = table.c[column].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+def _bind(dialect: Any, table: Table, column: str) -> Any:
+    """The bind processor of a column on ``dialect``: what the ORM stores."""
+    processor = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     return processor
 
@@ -183,7 +181,7 @@ def create_deliveries(
     if conn.dialect.name == "postgresql":
         ids = _deliveries_postgres(conn, pairs, dues, keys, queued_for, now)
     else:
-        as_time = _bind(conn, _D, "created_at")
+        as_time = _bind(conn.dialect, _D, "created_at")
         created, queued_at = as_time(now), as_time(queued_for) if queued_for else None
         ids = _each_returning(conn, _SQLITE_DELIVERY, [
             (lead_id, integration_id, DeliveryState.PENDING.value, as_time(due), queued_at,
