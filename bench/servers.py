@@ -6,6 +6,12 @@ request with one fixed JSON body, so it costs a few microseconds per request and
 never the bottleneck (its ceiling is measured with wrk and printed with the results).
 ``GET /stats`` answers the number of requests served so far.
 
+With ``--delay`` it is a slow CRM instead: each POST is answered that many seconds
+after it arrived whole (the real-time scenario's CRM), and it keeps its own handling
+time of each — from the first byte of the request to the answer written — which
+``GET /handled`` hands over (milliseconds, comma-separated) and forgets. Being its own
+process, its work never shares the engine's GIL, as no real CRM's does.
+
 The black hole is a listening socket that is never accepted: the kernel completes
 the TCP handshake and buffers the request, and no answer ever comes — a CRM that
 hangs. Only loopback addresses are ever bound.
@@ -47,6 +53,10 @@ class _CrmProtocol(asyncio.Protocol):
     """One keep-alive connection: answer each complete request, pipelined or not."""
 
     served = 0
+    #: Seconds before each POST is answered (``--delay``); 0: at once.
+    delay = 0.0
+    #: Milliseconds each delayed POST took, first byte to answer (``GET /handled``).
+    handled: list[float] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -54,8 +64,14 @@ class _CrmProtocol(asyncio.Protocol):
         if sock is not None:  # no Nagle stall on small answers
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
+        self.first_byte = 0.0
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:
+            self.first_byte = time.perf_counter()
+        if _CrmProtocol.delay:
+            self._delayed(self.buffer + data)
+            return
         buf = self.buffer + data
         out: list[bytes] = []
         while True:
@@ -83,8 +99,34 @@ class _CrmProtocol(asyncio.Protocol):
         if out:
             self.transport.write(b"".join(out))  # type: ignore[attr-defined]
 
+    def _delayed(self, buf: bytes) -> None:
+        """The slow CRM: one request at a time on a connection, as HTTP/1.1 clients send."""
+        head_end = buf.find(b"\r\n\r\n")
+        match = _CONTENT_LENGTH.search(buf[:head_end]) if head_end >= 0 else None
+        total = head_end + 4 + (int(match.group(1)) if match else 0)
+        if head_end < 0 or len(buf) < total:
+            self.buffer = buf
+            return
+        self.buffer = buf[total:]
+        if buf.startswith(b"GET /handled"):
+            body = ",".join(f"{ms:.4f}" for ms in _CrmProtocol.handled).encode()
+            _CrmProtocol.handled.clear()
+            self.transport.write(  # type: ignore[attr-defined]
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n" + body)
+            return
+        started = self.first_byte
+        loop = asyncio.get_running_loop()
+        loop.call_at(loop.time() + _CrmProtocol.delay, self._answer, started)
 
-async def _serve_crm(port: int, ready: Path | None) -> None:
+    def _answer(self, started: float) -> None:
+        _CrmProtocol.served += 1
+        self.transport.write(_RESPONSE)  # type: ignore[attr-defined]
+        _CrmProtocol.handled.append((time.perf_counter() - started) * 1000)
+
+
+async def _serve_crm(port: int, ready: Path | None, delay: float = 0.0) -> None:
+    _CrmProtocol.delay = delay
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_CrmProtocol, HOST, port, backlog=1024, reuse_address=True)
     if ready is not None:
@@ -149,23 +191,38 @@ class CrmServer:
 
     def served(self) -> int:
         """Requests served so far (a GET on its own connection, not counted)."""
+        return int(self._get("/stats"))
+
+    def handled_ms(self) -> list[float]:
+        """A slow CRM's own handling time of each POST since the last call (ms)."""
+        body = self._get("/handled")
+        return [float(ms) for ms in body.split(b",")] if body else []
+
+    def _get(self, path: str) -> bytes:
+        """The body of ``GET path``, on a connection of its own."""
         with socket.create_connection((HOST, self.port), timeout=5) as sock:
-            sock.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                         .encode())
             data = b""
-            while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
-                chunk = sock.recv(4096)
+            while True:
+                head, sep, body = data.partition(b"\r\n\r\n")
+                match = _CONTENT_LENGTH.search(head) if sep else None
+                if match is not None and len(body) >= int(match.group(1)):
+                    return body[: int(match.group(1))]
+                chunk = sock.recv(65536)
                 if not chunk:
-                    break
+                    raise ConnectionError(f"the CRM closed the connection answering {path}")
                 data += chunk
-        return int(data.split(b"\r\n\r\n", 1)[1])
 
 
 @contextlib.contextmanager
-def crm_server() -> Iterator[CrmServer]:
-    """Run the CRM responder in a child process for the duration of the block."""
+def crm_server(delay: float = 0.0) -> Iterator[CrmServer]:
+    """Run the CRM responder in a child process for the duration of the block; with
+    ``delay``, the slow CRM answering each POST that many seconds later."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.servers", "crm", "--port", str(port)],
+        [sys.executable, "-m", "bench.servers", "crm", "--port", str(port),
+         "--delay", str(delay)],
         start_new_session=True,
         cwd=str(Path(__file__).resolve().parents[1]),
     )
@@ -224,8 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=["crm"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds before each POST is answered (a slow CRM)")
     args = parser.parse_args(argv)
-    asyncio.run(_serve_crm(args.port, args.ready_file))
+    asyncio.run(_serve_crm(args.port, args.ready_file, args.delay))
 
 
 if __name__ == "__main__":

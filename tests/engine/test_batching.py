@@ -16,10 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
+from leadrelay.engine import delivery
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.batching import GroupCommit
 from leadrelay.engine.errors import NotFound
 from leadrelay.engine.ledger import Attempt, Delivery, DeliveryState, Lead
+from leadrelay.engine.priority import bulk
 
 
 class Recorder:
@@ -195,6 +197,27 @@ def test_a_batch_is_claimed_in_one_transaction_and_recorded_in_one(
     assert {r.state for r in results} == {DeliveryState.DELIVERED}
     assert app.runner.writes.batches - before == 2  # one claim, one record
     assert len(httpserver.log) == 10 and _count(app, Attempt) == 10
+
+
+def test_a_bulk_batch_pauses_for_live_work_between_its_sends_and_a_live_one_does_not(
+    app: Leadrelay, form_id: int, httpserver, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    httpserver.expect_request("/leads", method="POST").respond_with_json({"ok": True})
+    _integrate(app, form_id, httpserver.url_for("/leads"))
+    ids = _submit(app, form_id, 5)
+    pauses: list[int] = []  # requests the CRM had received at each pause
+
+    class Pause:
+        def __call__(self) -> None:
+            pauses.append(len(httpserver.log))
+
+    monkeypatch.setattr(delivery, "GiveWay", Pause)
+    app.runner.run_batch(ids[:2])
+    assert pauses == []
+    with bulk():
+        app.runner.run_batch(ids[2:])
+    assert pauses == [3, 4]  # before each of the bulk batch's sends but its first
+    assert len(httpserver.log) == 5
 
 
 def test_a_batch_gives_back_what_is_left_once_half_its_lease_is_gone(

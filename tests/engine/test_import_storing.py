@@ -8,13 +8,15 @@ from __future__ import annotations
 import io
 import threading
 from collections import Counter
+from typing import cast
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
 from leadrelay.engine.app import Leadrelay
-from leadrelay.engine.imports import ImportOptions, ImportReport, parse_integrate, service
+from leadrelay.engine.imports import ImportOptions, ImportReport, parse_integrate, service, storing
+from leadrelay.engine.imports.checking import Checked
 from leadrelay.engine.imports.reading import SAMPLE_BYTES, ImportFile
 from leadrelay.engine.intake import LeadIn
 from leadrelay.engine.ledger import Delivery, Lead
@@ -90,6 +92,32 @@ def test_integration_on_creates_deliveries_for_the_stored_leads_only(
     per_lead = Counter(email for email, _ in rows)
     assert per_lead == {f"{e}@x.test": 2 for e in ["a", "b", "d", "e", "f"]}
     assert len(set(rows)) == 10  # each lead once to each integration
+
+
+def test_batches_split_into_statements_keep_each_delivery_with_its_lead_and_integration(
+    app: Leadrelay, form_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite inserts a batch in statements of at most SQLITE_STATEMENT_ROWS rows, then
+    # finds their ids: with three a statement, every id must still land on its own row
+    monkeypatch.setattr(storing, "SQLITE_STATEMENT_ROWS", 3)
+    targets = [app.manage.create_integration(form_id, name=name, connector="http_post",
+                                             config={"url": f"http://127.0.0.1:9/{name}"},
+                                             active=True).id for name in ("A", "B")]
+    rows = [Checked(line=n + 2, external_id=f"e{n}", payload={"email": f"{n}@x.test"},
+                    canonical=None) for n in range(7)]
+    with app.ledger.transaction() as conn:
+        now = app.clock.now()
+        lead_ids = storing.insert_leads(conn, form_id, None, rows, now, ids=True)  # type: ignore[arg-type]
+        pairs = [(lead, target) for lead in cast(list[int], lead_ids) for target in targets]
+        created = storing.create_deliveries(conn, pairs, now, queued=True)
+        again = storing.insert_leads(conn, form_id, None, rows[:4], now, ids=True)  # type: ignore[arg-type]
+    assert again == []  # all in the ledger already
+    with app.ledger.session() as s:
+        emails = dict(s.execute(select(Lead.id, Lead.payload["email"].as_string())).all())
+        stored = {d.id: (d.lead_id, d.integration_id) for d in s.scalars(select(Delivery))}
+    assert [emails[i] for i in cast(list[int], lead_ids)] == [f"{n}@x.test" for n in range(7)]
+    assert [(stored[d][1], d) for _, d in created] == created
+    assert [stored[d] for _, d in created] == pairs
 
 
 def test_two_imports_of_the_same_rows_at_once_store_each_row_once(

@@ -16,9 +16,10 @@ from import_support import ROWS, interrupted_import
 from leadrelay.engine.app import Leadrelay
 from leadrelay.engine.clock import FakeClock
 from leadrelay.engine.errors import BadInput, NotFound
-from leadrelay.engine.imports import ImportOptions, parse_integrate
+from leadrelay.engine.imports import ImportOptions, parse_integrate, service
 from leadrelay.engine.imports.reading import MAX_LINE_BYTES
 from leadrelay.engine.ledger import Delivery, Lead
+from leadrelay.engine.priority import LIVE_WORK
 
 
 def run(app: Leadrelay, form_id: int, data: bytes, *, filename: str = "leads.csv",
@@ -180,7 +181,36 @@ def test_throttled_spreads_the_deliveries_at_the_rate_per_integration(
     assert all(q is None for _, _, q in rows)  # the sweeper announces each when due
 
 
-def test_memory_stays_flat_whatever_the_file_size(app: Leadrelay, form_id: int) -> None:
+def test_while_live_leads_come_in_an_import_stores_smaller_batches_on_sqlite(
+    app: Leadrelay, form_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "SQLITE_BATCH_ROWS", 20)
+    monkeypatch.setattr(service, "SQLITE_LIVE_BATCH_ROWS", 5)
+    monkeypatch.setattr(service, "LIVE_WINDOW", 0.0)  # only live work in flight counts
+
+    def batches(rows: int) -> list[int]:
+        data = b"email\n" + b"".join(f"{rows}-{i}@x.test\n".encode() for i in range(rows))
+        stored: list[int] = []
+        app.imports.open(form_id, io.BytesIO(data), filename="leads.csv",
+                         options=ImportOptions(integrate=parse_integrate("off"))
+                         ).run(lambda report: stored.append(report.stored))
+        return [b - a for a, b in itertools.pairwise([0, *stored])]
+
+    quiet = batches(45)
+    with LIVE_WORK.running():  # a live lead being written meanwhile
+        busy = batches(12)
+    if app.ledger.dialect == "sqlite":
+        assert (quiet, busy) == ([20, 20, 5], [5, 5, 2])
+    else:  # no single writer to wait for: batches of one size
+        assert (quiet, busy) == ([45], [12])
+
+
+def test_memory_stays_flat_whatever_the_file_size(
+    app: Leadrelay, form_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of one size throughout, whatever live work an earlier test left behind
+    monkeypatch.setattr(service, "LIVE_WINDOW", 0.0)
+
     def peak(rows: int) -> int:
         data = b"email,name\n" + b"".join(
             f"user{i}-{rows}@x.test,Name {i}\n".encode() for i in range(rows)

@@ -77,7 +77,7 @@ def test_posts_waiting_together_share_a_transaction_and_each_gets_its_own_answer
     with ThreadPoolExecutor(len(posts) + 1) as pool:
         held = pool.submit(app.ledger.writes, _Hold(release))
         answers = [pool.submit(post, i) for i in range(len(posts))]
-        wait_for(lambda: len(app.ledger.writes._commit._waiting) == len(posts))
+        wait_for(lambda: len(app.ledger.writes._live._waiting) == len(posts))
         batches = app.ledger.writes.batches
         release.set()
         held.result(10)

@@ -11,21 +11,24 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from leadrelay.engine.app import Leadrelay
-from leadrelay.engine.batching import GroupCommit, WriteQueue
+from leadrelay.engine.batching import WriteQueue
 from leadrelay.engine.broker import BULK_QUEUE, QUEUE
 from leadrelay.engine.imports import ImportOptions, parse_integrate, service
 from leadrelay.engine.priority import (
     BULK,
     BULK_SWITCH_INTERVAL,
     LIVE,
+    LIVE_WORK,
     NORMAL,
+    GiveWay,
+    LiveWork,
     WriterLock,
     bulk,
     in_bulk,
@@ -153,34 +156,106 @@ def test_a_stream_of_live_writes_holds_bulk_work_back_patience_at_most() -> None
     assert sum(clock.slept) == pytest.approx(0.05)
 
 
-def test_live_writes_are_batched_before_queued_bulk_writes(
-    wait_for: Callable[..., None],
-) -> None:
-    batches: list[list[str]] = []
+def test_a_live_write_does_not_wait_in_line_behind_a_bulk_batch() -> None:
+    # Given a bulk batch that has begun and waits (for the writer, as behind live work)
     entered, release = threading.Event(), threading.Event()
+    levels: list[int] = []
 
-    def run(items: Sequence[tuple[int, str]]) -> list[str]:
-        batches.append([name for _, name in items])
-        if len(batches) == 1:
+    @contextmanager
+    def transaction(level: int) -> Any:
+        levels.append(level)
+        if level == BULK:
             entered.set()
-            release.wait(10)
-        return [name for _, name in items]
+            assert release.wait(10)
+        yield None
 
-    commit: GroupCommit[tuple[int, str], str] = GroupCommit(
-        run, max_batch=2, urgency=lambda item: item[0]
-    )
-    threads = [threading.Thread(target=commit, args=((LIVE, "first"),), daemon=True)]
-    threads[0].start()
+    queue = WriteQueue(transaction)
+    queue.handle(str, lambda conn, items: items)
+
+    def bulk_write() -> None:
+        with bulk():
+            queue("bulk")
+
+    waiting = threading.Thread(target=bulk_write, daemon=True)
+    waiting.start()
     assert entered.wait(10)
-    queued = [(BULK, "bulk1"), (BULK, "bulk2"), (LIVE, "live1"), (LIVE, "live2")]
-    for n, item in enumerate(queued, start=1):
-        threads.append(threading.Thread(target=commit, args=(item,), daemon=True))
-        threads[-1].start()
-        wait_for(lambda n=n: len(commit._waiting) == n, 10)
-    release.set()
-    for thread in threads:
-        thread.join(10)
-    assert batches == [["first"], ["live1", "live2"], ["bulk1", "bulk2"]]
+    # When a live write comes: it is written meanwhile, in a transaction of its own
+    try:
+        assert queue("live") == "live"
+        assert levels == [BULK, LIVE]
+    finally:
+        release.set()
+        waiting.join(10)
+    assert queue.batches == 2
+
+
+class _Still:
+    """Monotonic time that moves only when a waiter sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _live_work(clock: _Still) -> LiveWork:
+    live = LiveWork(monotonic=clock)
+
+    def wait(timeout: float | None = None) -> bool:  # sleeping is time passing
+        assert timeout is not None
+        clock.now += timeout
+        return False
+
+    live._changed.wait = wait  # type: ignore[method-assign]
+    return live
+
+
+def test_bulk_work_gives_way_while_live_writes_run_and_for_their_grace_after() -> None:
+    clock = _Still()
+    live = _live_work(clock)
+    give_way = GiveWay(live, grace=0.01, share=0.25, monotonic=clock)
+    clock.now += 1.0  # worked a second: may wait up to three
+    with live.running():
+        assert live.within(0.0)
+        start = clock.now
+        give_way()
+        # a live write that never ends: bulk work waits its share out, then goes on
+        assert clock.now == pytest.approx(start + 3.0)
+    start = clock.now
+    clock.now += 0.004  # the live write ended 4 ms ago; bulk worked 4 ms since
+    give_way()  # waits for the rest of the grace only
+    assert clock.now == pytest.approx(start + 0.01)
+    clock.now += 1.0
+    before = clock.now
+    give_way()  # nothing live for a second: no wait at all
+    assert clock.now == before
+    assert not live.within(0.5) and live.within(2.0)
+
+
+def test_bulk_work_that_barely_worked_barely_waits() -> None:
+    clock = _Still()
+    live = _live_work(clock)
+    give_way = GiveWay(live, grace=0.01, share=0.25, monotonic=clock)
+    with live.running():
+        clock.now += 0.001
+        start = clock.now
+        give_way()
+        assert clock.now == pytest.approx(start + 0.003)  # a quarter of its time, kept
+
+
+def test_the_write_queue_s_live_writes_are_live_work(app: Leadrelay) -> None:
+    seen: list[bool] = []
+    app.ledger.writes.handle(_Probe, lambda conn, items: [seen.append(LIVE_WORK.within(0.0))
+                                                          for _ in items])
+    app.ledger.writes(_Probe())
+    with bulk():
+        app.ledger.writes(_Probe())
+    assert seen == [True, False]
+
+
+class _Probe:
+    """A write of no data, to watch the queue's transactions."""
 
 
 def test_the_write_queue_takes_the_writer_at_bulk_level_for_bulk_writes_alone() -> None:

@@ -13,9 +13,10 @@ would otherwise have queued.
 A batch that fails is retried item by item, so one bad item (a constraint, a
 deadlock victim) fails only its own caller.
 
-Live work goes first (issue 17): items of a thread doing bulk work (:mod:`.priority`)
-are batched after live ones, and a batch of bulk items alone takes the ledger's writer
-at bulk priority.
+Live work goes first (issue 17): writes of a thread doing bulk work (:mod:`.priority`)
+are batched on their own, beside the live ones, and take the ledger's writer at bulk
+priority: a live write never waits in line behind a bulk batch, which itself waits for
+live writes to pause before it takes the writer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from .priority import LIVE, level
+from .priority import BULK, LIVE, LIVE_WORK, level
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,21 +58,13 @@ class GroupCommit(Generic[T, R]):
 
     ``run_batch`` gets the waiting items in arrival order and returns one result
     per item, in the same order; it runs in the leader's thread, one batch at a time.
-    With ``urgency`` (an item's priority, lower first), a batch that cannot take every
-    waiting item takes the most urgent ones, and the lead goes to the most urgent
-    caller left.
     """
 
     def __init__(
-        self,
-        run_batch: Callable[[Sequence[T]], Sequence[R]],
-        *,
-        max_batch: int = 64,
-        urgency: Callable[[T], int] | None = None,
+        self, run_batch: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int = 64
     ) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
-        self._urgency = urgency
         self._lock = threading.Lock()
         self._waiting: list[_Slot[T, R]] = []
         self._busy = False
@@ -90,9 +83,10 @@ class GroupCommit(Generic[T, R]):
             slot.wake.acquire()  # until our item ran, or the lead is handed to us
             if slot.done:
                 return _outcome(slot)
-        # Leading: our item is in this batch, with the most urgent others waiting.
+        # Leading: we are the oldest waiting (the lead goes to the oldest), so our item
+        # heads this batch, with those who came after us, in arrival order.
         with self._lock:
-            batch = self._take(slot)
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
         try:
             self._run(batch)
         finally:
@@ -100,31 +94,11 @@ class GroupCommit(Generic[T, R]):
                 if other is not slot:
                     other.wake.release()
             with self._lock:
-                successor = self._first() if self._waiting else None
+                successor = self._waiting[0] if self._waiting else None
                 self._busy = successor is not None
             if successor is not None:
                 successor.wake.release()  # not done: it leads the next batch
         return _outcome(slot)
-
-    def _take(self, slot: _Slot[T, R]) -> list[_Slot[T, R]]:
-        """Our slot and up to ``max_batch - 1`` others, the most urgent first (arrival
-        order among equals), taken out of the waiting list; in arrival order."""
-        waiting = self._waiting
-        if len(waiting) <= self.max_batch:
-            self._waiting = []
-            return waiting
-        urgency = self._urgency or _same
-        ranked = sorted((s for s in waiting if s is not slot), key=lambda s: urgency(s.item))
-        keep = {id(s) for s in ranked[: self.max_batch - 1]} | {id(slot)}
-        self._waiting = [s for s in waiting if id(s) not in keep]
-        return [s for s in waiting if id(s) in keep]
-
-    def _first(self) -> _Slot[T, R]:
-        """The waiting caller to lead the next batch: the most urgent, the oldest."""
-        if self._urgency is None:
-            return self._waiting[0]
-        urgency = self._urgency
-        return min(self._waiting, key=lambda s: urgency(s.item))
 
     def _run(self, batch: list[_Slot[T, R]]) -> None:
         self.batches += 1
@@ -149,10 +123,6 @@ class GroupCommit(Generic[T, R]):
             raise
 
 
-def _same(_item: object) -> int:
-    return 0
-
-
 def _fill(batch: list[_Slot[T, R]], results: Sequence[R]) -> None:
     if len(results) != len(batch):
         raise RuntimeError(f"a batch of {len(batch)} items gave {len(results)} results")
@@ -175,28 +145,30 @@ class WriteQueue:
     transaction on one held connection: on SQLite, which has a single writer anyway,
     they stop queueing for its lock one by one; on PostgreSQL, they share a WAL flush.
 
-    A write made inside :func:`bulk` is bulk work: the most urgent writes waiting
-    make up a batch first, and a batch of bulk writes alone asks ``transaction`` for
-    the writer at :data:`BULK` rather than :data:`LIVE`.
+    A write made inside :func:`bulk` is bulk work: bulk writes are batched together,
+    beside the live ones, and ask ``transaction`` for the writer at :data:`BULK` rather
+    than :data:`LIVE`.
     """
 
     def __init__(self, transaction: Callable[[int], AbstractContextManager[Any]]) -> None:
-        """``transaction(level)``: a transaction with the writer taken at ``level``."""
+        """``transaction(level)``: a transaction with the writer taken at ``level``; a
+        live and a bulk one may run at the same time (on different connections)."""
         self._transaction = transaction
         self._kinds: dict[type, Callable[[Any, list[Any]], Sequence[Any]]] = {}
-        self._commit: GroupCommit[tuple[int, Any], Any] = GroupCommit(
-            self._run, urgency=_urgency
-        )
+        # One line for live writes, one for bulk writes: each runs one batch at a time,
+        # side by side, and the writer's priority (SQLite) orders their transactions.
+        self._live: GroupCommit[Any, Any] = GroupCommit(self._run_live)
+        self._bulk: GroupCommit[Any, Any] = GroupCommit(lambda items: self._run(BULK, items))
 
     @property
     def batches(self) -> int:
         """Transactions run so far."""
-        return self._commit.batches
+        return self._live.batches + self._bulk.batches
 
     @property
     def items(self) -> int:
         """Writes they carried."""
-        return self._commit.items
+        return self._live.items + self._bulk.items
 
     def handle(self, kind: type[T], write: Callable[[Any, list[T]], Sequence[Any]]) -> None:
         """Write ``kind`` items with ``write(connection, items)``, one result per item.
@@ -212,12 +184,15 @@ class WriteQueue:
         """Write ``item`` (with whatever else is waiting); its result once committed."""
         if type(item) not in self._kinds:
             raise TypeError(f"no writer for {type(item).__name__}")
-        return self._commit((level(LIVE), item))
+        return (self._bulk if level(LIVE) == BULK else self._live)(item)
 
-    def _run(self, queued: Sequence[tuple[int, Any]]) -> list[Any]:
-        results: list[Any] = [None] * len(queued)
-        items = [item for _, item in queued]
-        with self._transaction(min(urgency for urgency, _ in queued)) as conn:
+    def _run_live(self, items: Sequence[Any]) -> list[Any]:
+        with LIVE_WORK.running():  # CPU-bound bulk threads pause meanwhile (priority.py)
+            return self._run(LIVE, items)
+
+    def _run(self, urgency: int, items: Sequence[Any]) -> list[Any]:
+        results: list[Any] = [None] * len(items)
+        with self._transaction(urgency) as conn:
             for kind, write in list(self._kinds.items()):  # a part built meanwhile may add one
                 where = [i for i, item in enumerate(items) if type(item) is kind]
                 if where:
@@ -226,6 +201,3 @@ class WriteQueue:
                         results[i] = result
         return results
 
-
-def _urgency(queued: tuple[int, Any]) -> int:
-    return queued[0]

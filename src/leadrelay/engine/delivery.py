@@ -48,6 +48,7 @@ from .ledger import (
     Ledger,
 )
 from .outcome import Outcome, RuleTrace, Verdict
+from .priority import GiveWay, in_bulk
 from .retry import decision, next_due, throttled_due
 from .runtime import IntegrationRuntime, RuntimeCache
 from .wire import safe_text
@@ -248,8 +249,13 @@ class DeliveryRunner:
         unsent: list[_Delivery] = []
         spilled: list[int] = []
         stale: set[int] = set()
+        # Bulk work (the bulk lane, a replay) pauses between its sends while live leads
+        # are sent: they share this process's GIL (priority.GiveWay).
+        give_way = GiveWay() if in_bulk() and len(claimed) > 1 else None
         try:
             for index, (delivery, lead, integration) in enumerate(claimed):
+                if give_way is not None and index:
+                    give_way()
                 if spill is not None and (
                     self.slow(integration.id) or self.clock.now() - claimed_at > self.lease / 2
                 ):

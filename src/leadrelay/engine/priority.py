@@ -4,7 +4,9 @@ A thread doing bulk work (an import, a replay, the bulk lane, the sweeper) says 
 with :func:`bulk`; its writes then queue behind live ones — in the write queue
 (:mod:`.batching`) and for SQLite's single writer (:class:`WriterLock`) — so a live
 lead waits at most for the one bulk transaction already running, never for the ones
-queued behind it (issue 17, docs/benchmarks.md "import-live-latency").
+queued behind it. Bulk work that computes between its writes (an import parsing rows,
+the bulk lane sending) also pauses while live writes run (:class:`GiveWay`): they
+share the process's GIL (issue 17, docs/benchmarks.md "import-live-latency").
 """
 
 from __future__ import annotations
@@ -79,6 +81,94 @@ def _restore_switch_interval() -> None:
             if sys.getswitchinterval() == min(_switch_saved, BULK_SWITCH_INTERVAL):
                 sys.setswitchinterval(_switch_saved)
             _switch_saved = None
+
+
+class LiveWork:
+    """Live writes in flight in this process, and when the last one ended: what a
+    CPU-bound bulk thread pauses for (:class:`GiveWay`).
+
+    Such a thread and a live one share the GIL: each time the live thread lets go of
+    it — at each step of a statement, each socket read — the bulk thread may keep it
+    for a whole switch interval, and a lead's path has dozens of such hand-offs. So
+    the bulk thread is better off asleep from a live lead's first write to its last.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._changed = threading.Condition(threading.Lock())
+        self._running = 0
+        self._ended_at = float("-inf")
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """A live write in flight for the duration of the block."""
+        with self._changed:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._ended_at = self._monotonic()
+                if not self._running:
+                    self._changed.notify_all()
+
+    def within(self, seconds: float) -> bool:
+        """Whether a live write is in flight or ended under ``seconds`` ago."""
+        return bool(self._running) or self._monotonic() < self._ended_at + seconds
+
+    def wait_quiet(self, grace: float, until: float) -> None:
+        """Wait until no live write is in flight or ended under ``grace`` seconds ago,
+        or until ``until`` (monotonic seconds), whichever comes first."""
+        with self._changed:
+            while True:
+                now = self._monotonic()
+                if now >= until:
+                    return
+                if self._running:
+                    self._changed.wait(until - now)
+                elif now < self._ended_at + grace:
+                    self._changed.wait(min(until, self._ended_at + grace) - now)
+                else:
+                    return
+
+
+#: The process's live writes (the write queue's live line marks them).
+LIVE_WORK = LiveWork()
+
+
+class GiveWay:
+    """Pauses a CPU-bound bulk thread (an import parsing its rows) while live work runs
+    (:class:`LiveWork`), called between two units of its work.
+
+    A live lead writes several times in a few milliseconds, with a hop between threads
+    and a request to its CRM in between: the thread also waits ``grace`` seconds after
+    the last live write, so the lead's next one finds it asleep. It never waits more
+    than ``(1 - share) / share`` times as long as it worked since its last pause, so
+    under any live load it keeps at least ``share`` of its time: bulk work slows down,
+    but never stops.
+    """
+
+    def __init__(
+        self,
+        live: LiveWork = LIVE_WORK,
+        *,
+        grace: float = 0.01,
+        share: float = 0.25,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.live = live
+        self.grace = grace
+        self.share = share
+        self._monotonic = monotonic
+        self._resumed = monotonic()
+
+    def __call__(self) -> None:
+        """Wait for live work to pause, within this thread's share (see class docstring)."""
+        now = self._monotonic()
+        worked = now - self._resumed
+        self.live.wait_quiet(self.grace, now + worked * (1 - self.share) / self.share)
+        self._resumed = self._monotonic()
 
 
 class _Waiter:

@@ -98,7 +98,7 @@ def list_deliveries(ledger: Ledger, flt: DeliveryFilter) -> list[dict[str, Any]]
     query = flt.apply(
         select(Delivery, Lead).join(Lead, Lead.id == Delivery.lead_id).order_by(Delivery.id.desc())
     )
-    with ledger.session() as s:
+    with ledger.reading() as s:
         return [delivery_summary(d, lead) for d, lead in s.execute(query)]
 
 
@@ -145,7 +145,7 @@ def page_deliveries(
 
 def lead_object(ledger: Ledger, lead_id: int, *, scope: int | None = None) -> dict[str, Any]:
     """One lead as received, with every delivery's state (``scope``: of that account only)."""
-    with ledger.session() as s:
+    with ledger.reading() as s:
         row = s.execute(
             select(Lead, Form.account_id).join(Form, Form.id == Lead.form_id)
             .where(Lead.id == lead_id)
@@ -167,7 +167,7 @@ def integration_object(
 ) -> dict[str, Any]:
     """Everything about one delivery, as one JSON-ready object (``scope``: of that
     account only; another account's delivery is not found, like a missing one)."""
-    with ledger.session() as s:
+    with ledger.reading() as s:
         query = (
             select(Delivery, Lead, Integration)
             .join(Lead, Lead.id == Delivery.lead_id)

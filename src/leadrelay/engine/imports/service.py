@@ -30,6 +30,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from ..clock import Clock
 from ..errors import BadInput, NotFound
 from ..ledger import Delivery, Form, Import, ImportState, Integration, Lead, Ledger
+from ..priority import LIVE_WORK, GiveWay
 from ..secrets import SecretBox
 from ..throttle import Rate, parse_rate
 from .checking import Checked, RowChecker
@@ -48,6 +49,14 @@ BATCH_ROWS = 1000
 #: Rows per transaction on SQLite, whose single writer a live lead waits for while a
 #: batch holds it: a fifth of a PostgreSQL batch bounds that wait to a few milliseconds.
 SQLITE_BATCH_ROWS = 200
+#: Rows per transaction on SQLite while live leads come in (a live write in the last
+#: :data:`LIVE_WINDOW` seconds): a batch then holds the writer about a millisecond, the
+#: import going slower rather than a live lead waiting longer (docs/benchmarks.md,
+#: import-live-latency).
+SQLITE_LIVE_BATCH_ROWS = 10
+LIVE_WINDOW = 1.0
+#: Rows read between two pauses for live work (``priority.GiveWay``): a millisecond or so.
+PAUSE_ROWS = 20
 #: Rejected rows kept with their line and reason on the import (all are counted).
 MAX_REJECTIONS = 1000
 INTEGRATE_MODES = ("off", "on", "throttled")
@@ -414,8 +423,7 @@ class PreparedImport:
 
     def _run(self, progress: Progress | None) -> ImportReport:
         importer = self.importer
-        batch_rows = (min(BATCH_ROWS, SQLITE_BATCH_ROWS) if importer.ledger.dialect == "sqlite"
-                      else BATCH_ROWS)
+        sqlite = importer.ledger.dialect == "sqlite"
         import_id = self.start()
         counts = _Counts()
         skip = 0
@@ -427,12 +435,16 @@ class PreparedImport:
         integrate = self.options.integrate
         pace = Pace(integrate.rate) if integrate.rate is not None else None
         check = RowChecker(self.mapping, self.options.id_column, self.required).check
+        give_way = GiveWay()
         batch: list[Checked] = []
+        batch_rows = _batch_rows(sqlite)
         try:
             for row in self.source.rows():
                 if row.line <= skip:
                     continue
                 counts.rows += 1
+                if counts.rows % PAUSE_ROWS == 0:
+                    give_way()  # to live leads: they share this process's GIL
                 checked = check(row)
                 if isinstance(checked, str):
                     counts.reject(row.line, checked)
@@ -442,6 +454,7 @@ class PreparedImport:
                 if len(batch) >= batch_rows:
                     self._store(import_id, batch, counts, integrate, pace)
                     batch = []
+                    batch_rows = _batch_rows(sqlite)
                     if progress is not None:
                         progress(importer.get(import_id))
             counts.lines_done = max(counts.lines_done, self.source.lines_read)
@@ -527,6 +540,15 @@ class PreparedImport:
                 )
         except Exception:  # the ledger is what failed: the import stays running
             pass
+
+
+def _batch_rows(sqlite: bool) -> int:
+    """Rows for the next batch: fewer on SQLite while live leads come in (see
+    :data:`SQLITE_LIVE_BATCH_ROWS`)."""
+    if not sqlite:
+        return BATCH_ROWS
+    live = LIVE_WORK.within(LIVE_WINDOW)
+    return min(BATCH_ROWS, SQLITE_LIVE_BATCH_ROWS if live else SQLITE_BATCH_ROWS)
 
 
 def _check_mapping(

@@ -13,11 +13,16 @@ Each backend gets the statement that costs it least (``docs/benchmarks.md``, imp
   the text already encoded for the row's hash (``jsonb`` normalises key order and
   spacing, so the value stored is the same).
   Deliveries (integration on or throttled) go the same way, four arrays.
-- SQLite: the driver's ``executemany`` of one prepared ``INSERT``; when the leads' ids are
-  needed (deliveries to create), one ``INSERT … RETURNING id`` per row, which on SQLite is
-  a function call, not a round trip; deliveries the same way. Payloads are encoded before
-  the transaction (:func:`encode_payloads`): SQLite has one writer, which a live lead
-  may be waiting for, so a batch holds it for its inserts alone.
+- SQLite: one multi-row ``INSERT … VALUES (…), (…)`` per batch, and when the leads' ids
+  are needed (deliveries to create), one ``group_concat`` of the ids above the table's
+  largest before it: the transaction holds SQLite's single writer, so the rows above it
+  are this batch's. Deliveries the same way. Few statements matter more than their
+  cost: the driver lets go of the GIL at each step of a statement, and each time a busy
+  thread of the process (an import parsing rows, a bulk send) may keep it for a whole
+  switch interval, which a per-row ``executemany`` or ``RETURNING`` multiplied by the
+  batch's rows, while a live lead waited for the writer (docs/benchmarks.md,
+  import-live-latency). Payloads are encoded before the transaction
+  (:func:`encode_payloads`), so the writer is held for the inserts alone.
 
 Values go through the columns' own bind processors, so what is stored is exactly what
 the ORM would store.
@@ -25,6 +30,7 @@ the ORM would store.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -85,11 +91,12 @@ def _insert_postgres(conn: Connection, form_id: int, import_id: int, rows: Seque
     return [stored[r.external_id] for r in rows if r.external_id in stored]
 
 
-_SQLITE_INSERT = (
+_SQLITE_LEADS = (
     "INSERT INTO leads (form_id, source, external_id, payload, received_at, import_id) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (form_id, source, external_id) DO NOTHING"
+    "VALUES {} ON CONFLICT (form_id, source, external_id) DO NOTHING"
 )
-_SQLITE_INSERT_RETURNING = _SQLITE_INSERT + " RETURNING id"
+#: Rows per SQLite statement: well under its 32,766 parameters a statement.
+SQLITE_STATEMENT_ROWS = 500
 
 
 def _insert_sqlite(conn: Connection, form_id: int, import_id: int, rows: Sequence[Checked],
@@ -100,9 +107,11 @@ def _insert_sqlite(conn: Connection, form_id: int, import_id: int, rows: Sequenc
     received = _bind(conn.dialect, _L, "received_at")(now)
     values = [(form_id, _SOURCE, r.external_id, payload, received, import_id)
               for r, payload in zip(rows, encoded, strict=True)]
+    inserted, before = _insert_many(conn, "leads", _SQLITE_LEADS, "(?, ?, ?, ?, ?, ?)", values)
     if not ids:
-        return conn.exec_driver_sql(_SQLITE_INSERT, values).rowcount
-    return _each_returning(conn, _SQLITE_INSERT_RETURNING, values)
+        return inserted
+    # Ids grow in insertion order, which is the rows' order.
+    return sorted(int(i) for i in _concat_above(conn, "leads", "id", before))
 
 
 def encode_payloads(dialect: Any, rows: Sequence[Checked]) -> list[Any] | None:
@@ -122,20 +131,42 @@ def _bind(dialect: Any, table: Table, column: str) -> Any:
     return processor
 
 
-def _each_returning(conn: Connection, statement: str, values: Sequence[tuple[Any, ...]]
-                    ) -> list[int]:
-    """``statement … RETURNING id`` for each row on the driver's cursor (on SQLite a
-    function call, not a round trip); the ids of the rows inserted, in order."""
+def _insert_many(conn: Connection, table: str, statement: str, row: str,
+                 values: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+    """``values`` inserted by ``statement``, its ``VALUES {}`` filled with ``row`` once a
+    row, on the driver's cursor, inside the caller's write transaction (on SQLite: see
+    the module docstring).
+
+    :returns: how many rows were inserted, and ``table``'s largest id before: the rows
+        inserted are those above it.
+    """
     cursor = cast(Any, conn.connection.dbapi_connection).cursor()
     try:
-        stored = []
-        for one in values:
-            found = cursor.execute(statement, one).fetchone()
-            if found is not None:  # None: skipped (already in the ledger)
-                stored.append(found[0])
-        return stored
+        before = cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        inserted = 0
+        for start in range(0, len(values), SQLITE_STATEMENT_ROWS):
+            chunk = values[start : start + SQLITE_STATEMENT_ROWS]
+            cursor.execute(_values_of(statement, row, len(chunk)),
+                           [v for one in chunk for v in one])
+            inserted += cursor.rowcount
+        return inserted, before
     finally:
         cursor.close()
+
+
+def _concat_above(conn: Connection, table: str, expression: str, before: int) -> list[str]:
+    """``expression`` of each row of ``table`` whose id is above ``before``, in one
+    statement (one step: one GIL hand-off, whatever the rows)."""
+    found = conn.exec_driver_sql(
+        f"SELECT group_concat({expression}, ' ') FROM {table} WHERE id > ?", (before,)
+    ).scalar()
+    return found.split(" ") if found else []
+
+
+@functools.lru_cache(maxsize=64)
+def _values_of(statement: str, row: str, rows: int) -> str:
+    """``statement`` with ``row`` ``rows`` times as its ``VALUES``."""
+    return statement.format(", ".join([row] * rows))
 
 
 class Pace:
@@ -183,19 +214,23 @@ def create_deliveries(
     else:
         as_time = _bind(conn.dialect, _D, "created_at")
         created, queued_at = as_time(now), as_time(queued_for) if queued_for else None
-        ids = _each_returning(conn, _SQLITE_DELIVERY, [
-            (lead_id, integration_id, DeliveryState.PENDING.value, as_time(due), queued_at,
-             key, created)
-            for (lead_id, integration_id), due, key in zip(pairs, dues, keys, strict=True)
-        ])
+        _, before = _insert_many(
+            conn, "deliveries", _SQLITE_DELIVERIES, "(?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, ?)", [
+                (lead_id, integration_id, DeliveryState.PENDING.value, as_time(due),
+                 queued_at, key, created)
+                for (lead_id, integration_id), due, key in zip(pairs, dues, keys, strict=True)
+            ])
+        by_key = dict(one.split(":") for one in _concat_above(
+            conn, "deliveries", "idempotency_key || ':' || id", before))
+        ids = [int(by_key[key]) for key in keys]
     return [(integration_id, d) for (_, integration_id), d in zip(pairs, ids, strict=True)]
 
 
 #: A delivery as the ORM's insert makes it: counts at 0, the other columns NULL.
-_SQLITE_DELIVERY = (
+_SQLITE_DELIVERIES = (
     "INSERT INTO deliveries (lead_id, integration_id, state, attempts_count, total_attempts, "
     "replays, claims, in_doubt, next_due_at, queued_for, idempotency_key, created_at) "
-    "VALUES (?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, ?) RETURNING id"
+    "VALUES {}"
 )
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..batching import WriteQueue
 from ..errors import ConfigError
-from ..priority import LIVE, NORMAL, WriterLock, bulk, level
+from ..priority import BULK, LIVE, NORMAL, WriterLock, bulk, level
+from .checkpoints import Checkpointer
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The database URL schemes leadrelay runs on.
@@ -65,6 +66,10 @@ class Ledger:
                 field="LEADRELAY_DATABASE_URL",
             ) from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Sessions of :meth:`reading`: the same pool, marked so that SQLite begins them
+        #: deferred (``_begin_immediate``).
+        self.readers = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                    expire_on_commit=False)
         # SQLite has one writer, and every transaction here begins IMMEDIATE: threads of
         # this process queue on a lock instead of in SQLite's busy handler, which polls
         # with sleeps of up to 100 ms while the lock is free (docs/benchmarks.md: up to
@@ -75,12 +80,23 @@ class Ledger:
             WriterLock() if self.engine.dialect.name == "sqlite" else None
         )
         self._held: list[HeldConnection] = []
-        #: The connection the process's small writes (intake, claims, records) share,
-        #: and the queue that groups them into transactions.
+        #: The connections the process's small writes (intake, claims, records) share —
+        #: live ones on the first, bulk work's on the second, so that neither waits in
+        #: line behind the other — and the queue that groups them into transactions.
         self.write_connection = self.held()
-        self.writes = WriteQueue(self.write_connection.transaction)
+        self.bulk_write_connection = self.held()
+        self.writes = WriteQueue(self._write_transaction)
+        #: SQLite's WAL checkpoints, off the writers' commits (:mod:`.checkpoints`).
+        self.checkpoints: Checkpointer | None = None
+        if self.dialect == "sqlite" and _sqlite_path(url) not in ("", ":memory:"):
+            self.checkpoints = Checkpointer(self.engine)
+            self.checkpoints.start()
         if migrate:
             self.migrate()
+
+    def _write_transaction(self, urgency: int) -> AbstractContextManager[Connection]:
+        held = self.bulk_write_connection if urgency == BULK else self.write_connection
+        return held.transaction(urgency)
 
     @property
     def dialect(self) -> str:
@@ -129,6 +145,15 @@ class Ledger:
             yield session
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads alone, in one transaction: on SQLite it neither takes the
+        process's writer nor begins ``IMMEDIATE``, so it never waits for a writer (WAL
+        readers see the last commit meanwhile) — a lead's status read during an import
+        does not queue behind its batches. Writing in it is a mistake."""
+        with self.readers.begin() as session:
+            yield session
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A Core connection in one transaction: committed on success, rolled back on error.
 
@@ -162,7 +187,9 @@ class Ledger:
         return held
 
     def dispose(self) -> None:
-        """Close every pooled and held connection."""
+        """Stop checkpointing; close every pooled and held connection."""
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         for held in self._held:
             held.close()
         self.engine.dispose()
@@ -225,7 +252,7 @@ class HeldConnection:
 
 def _create_engine(url: str, *, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1] if "///" in url else ""
+        path = _sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -239,10 +266,19 @@ def _create_engine(url: str, *, pool_size: int) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def _sqlite_path(url: str) -> str:
+    return url.split("///", 1)[-1] if "///" in url else ""
+
+
+#: The execution option of :meth:`Ledger.reading`'s connections.
+_READ_ONLY = "leadrelay_read_only"
+
+
 def _begin_immediate(conn: Connection) -> None:
     # On the driver's connection: one statement outside SQLAlchemy's execution
     # machinery, which costs more than the BEGIN itself on the hot path.
-    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    begin = "BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE"
+    conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -254,4 +290,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA wal_autocheckpoint=0")  # the ledger's Checkpointer runs them
     cur.close()
