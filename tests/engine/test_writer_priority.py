@@ -12,7 +12,7 @@ import io
 import sys
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
@@ -186,6 +186,42 @@ def test_a_live_write_does_not_wait_in_line_behind_a_bulk_batch() -> None:
     finally:
         release.set()
         waiting.join(10)
+    assert queue.batches == 2
+
+
+def test_without_a_bulk_line_bulk_and_live_writes_share_one_line(
+    wait_for: Callable[..., None],
+) -> None:
+    # PostgreSQL's: no single writer to wait for, so one line batches both
+    entered, release = threading.Event(), threading.Event()
+    batches: list[tuple[int, list[str]]] = []
+
+    @contextmanager
+    def transaction(level: int) -> Any:
+        if not batches:
+            entered.set()
+            assert release.wait(10)
+        yield None
+
+    queue = WriteQueue(transaction, bulk_line=False)
+    queue.handle(str, lambda conn, items: [batches.append((0, list(items)))] * len(items))
+
+    def write(item: str, as_bulk: bool) -> None:
+        with bulk() if as_bulk else nullcontext():
+            queue(item)
+
+    first = threading.Thread(target=write, args=("first", False), daemon=True)
+    first.start()
+    assert entered.wait(10)
+    later = [threading.Thread(target=write, args=(name, name == "bulk"), daemon=True)
+             for name in ("bulk", "live")]
+    for n, thread in enumerate(later, start=1):
+        thread.start()
+        wait_for(lambda n=n: len(queue._live._waiting) == n, 10)
+    release.set()
+    for thread in (first, *later):
+        thread.join(10)
+    assert [items for _, items in batches] == [["first"], ["bulk", "live"]]
     assert queue.batches == 2
 
 

@@ -13,10 +13,12 @@ would otherwise have queued.
 A batch that fails is retried item by item, so one bad item (a constraint, a
 deadlock victim) fails only its own caller.
 
-Live work goes first (issue 17): writes of a thread doing bulk work (:mod:`.priority`)
-are batched on their own, beside the live ones, and take the ledger's writer at bulk
-priority: a live write never waits in line behind a bulk batch, which itself waits for
-live writes to pause before it takes the writer.
+Live work goes first (issue 17): on SQLite, writes of a thread doing bulk work
+(:mod:`.priority`) are batched on their own, beside the live ones, and take the
+ledger's writer at bulk priority: a live write never waits in line behind a bulk batch,
+which itself waits for live writes to pause before it takes the writer. PostgreSQL has
+no single writer to wait for: there, one line batches both, as concurrent transactions
+would only split the batches (docs/benchmarks.md, throughput-postgres).
 """
 
 from __future__ import annotations
@@ -145,30 +147,32 @@ class WriteQueue:
     transaction on one held connection: on SQLite, which has a single writer anyway,
     they stop queueing for its lock one by one; on PostgreSQL, they share a WAL flush.
 
-    A write made inside :func:`bulk` is bulk work: bulk writes are batched together,
-    beside the live ones, and ask ``transaction`` for the writer at :data:`BULK` rather
-    than :data:`LIVE`.
+    A write made inside :func:`bulk` is bulk work: a batch of bulk writes alone asks
+    ``transaction`` for the writer at :data:`BULK` rather than :data:`LIVE`; with
+    ``bulk_line``, bulk writes are batched on a line of their own, beside the live ones.
     """
 
-    def __init__(self, transaction: Callable[[int], AbstractContextManager[Any]]) -> None:
-        """``transaction(level)``: a transaction with the writer taken at ``level``; a
-        live and a bulk one may run at the same time (on different connections)."""
+    def __init__(self, transaction: Callable[[int], AbstractContextManager[Any]], *,
+                 bulk_line: bool = True) -> None:
+        """``transaction(level)``: a transaction with the writer taken at ``level``; with
+        ``bulk_line``, a live and a bulk one may run at the same time (each on its own
+        connection)."""
         self._transaction = transaction
         self._kinds: dict[type, Callable[[Any, list[Any]], Sequence[Any]]] = {}
-        # One line for live writes, one for bulk writes: each runs one batch at a time,
-        # side by side, and the writer's priority (SQLite) orders their transactions.
-        self._live: GroupCommit[Any, Any] = GroupCommit(self._run_live)
-        self._bulk: GroupCommit[Any, Any] = GroupCommit(lambda items: self._run(BULK, items))
+        # Each line runs one batch at a time; with two, side by side, the writer's
+        # priority (SQLite) orders their transactions.
+        self._live: GroupCommit[tuple[int, Any], Any] = GroupCommit(self._run)
+        self._bulk = GroupCommit(self._run) if bulk_line else self._live
 
     @property
     def batches(self) -> int:
         """Transactions run so far."""
-        return self._live.batches + self._bulk.batches
+        return self._live.batches + (self._bulk.batches if self._bulk is not self._live else 0)
 
     @property
     def items(self) -> int:
         """Writes they carried."""
-        return self._live.items + self._bulk.items
+        return self._live.items + (self._bulk.items if self._bulk is not self._live else 0)
 
     def handle(self, kind: type[T], write: Callable[[Any, list[T]], Sequence[Any]]) -> None:
         """Write ``kind`` items with ``write(connection, items)``, one result per item.
@@ -184,13 +188,17 @@ class WriteQueue:
         """Write ``item`` (with whatever else is waiting); its result once committed."""
         if type(item) not in self._kinds:
             raise TypeError(f"no writer for {type(item).__name__}")
-        return (self._bulk if level(LIVE) == BULK else self._live)(item)
+        urgency = level(LIVE)
+        return (self._bulk if urgency == BULK else self._live)((urgency, item))
 
-    def _run_live(self, items: Sequence[Any]) -> list[Any]:
-        with LIVE_WORK.running():  # CPU-bound bulk threads pause meanwhile (priority.py)
-            return self._run(LIVE, items)
+    def _run(self, queued: Sequence[tuple[int, Any]]) -> list[Any]:
+        urgency = min(u for u, _ in queued)
+        if urgency == LIVE:
+            with LIVE_WORK.running():  # CPU-bound bulk threads pause meanwhile (priority.py)
+                return self._write(urgency, [item for _, item in queued])
+        return self._write(urgency, [item for _, item in queued])
 
-    def _run(self, urgency: int, items: Sequence[Any]) -> list[Any]:
+    def _write(self, urgency: int, items: list[Any]) -> list[Any]:
         results: list[Any] = [None] * len(items)
         with self._transaction(urgency) as conn:
             for kind, write in list(self._kinds.items()):  # a part built meanwhile may add one

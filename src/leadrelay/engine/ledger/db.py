@@ -81,11 +81,12 @@ class Ledger:
         )
         self._held: list[HeldConnection] = []
         #: The connections the process's small writes (intake, claims, records) share —
-        #: live ones on the first, bulk work's on the second, so that neither waits in
-        #: line behind the other — and the queue that groups them into transactions.
+        #: on SQLite, live ones on the first, bulk work's on the second, so that neither
+        #: waits in line behind the other — and the queue that groups them into
+        #: transactions.
         self.write_connection = self.held()
         self.bulk_write_connection = self.held()
-        self.writes = WriteQueue(self._write_transaction)
+        self.writes = WriteQueue(self._write_transaction, bulk_line=self._writer is not None)
         #: SQLite's WAL checkpoints, off the writers' commits (:mod:`.checkpoints`).
         self.checkpoints: Checkpointer | None = None
         if self.dialect == "sqlite" and _sqlite_path(url) not in ("", ":memory:"):
