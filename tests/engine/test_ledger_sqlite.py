@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from leadrelay.engine.ledger import checkpoints
+from leadrelay.engine.ledger.checkpoints import Checkpointer
 from leadrelay.engine.ledger.db import Ledger
+from leadrelay.engine.priority import BULK
 
 
 @pytest.fixture
@@ -45,6 +49,48 @@ def test_commits_leave_the_wal_to_the_checkpointer(ledger: Ledger) -> None:
     assert done.log_pages > 0  # the commits left their pages in the log...
     assert done.copied_pages == done.log_pages  # ...for the checkpoint to copy them all
     assert _notes(ledger) == 50
+
+
+def test_a_log_written_while_it_was_copied_is_started_over_all_the_same(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a transaction writing while a checkpoint copies the log (as an import's
+    # batches do, one after the other): its frames come after what the copy saw
+    monkeypatch.setattr(checkpoints, "RESTART_PAGES", 1)
+    checkpointer = ledger.checkpoints
+    assert checkpointer is not None
+    checkpointer.stop()  # this test runs the checkpoints itself
+    with ledger.transaction() as conn:
+        for n in range(40):
+            _note(conn, f"before {n} " + "x" * 500)
+    copied = threading.Event()
+
+    def writing() -> None:
+        with ledger.transaction() as conn:
+            _note(conn, "begun before the copy")
+            assert copied.wait(10)
+            for n in range(40):
+                _note(conn, f"during {n} " + "x" * 500)
+
+    @contextmanager
+    def hold() -> Iterator[object]:
+        copied.set()  # the first pass is done: the writer commits, then we hold it
+        with ledger.writer(BULK):
+            yield None
+
+    writer = threading.Thread(target=writing, daemon=True)
+    with ledger.transaction() as conn:  # the writer begins while the log is not copied
+        _note(conn, "first")
+    writer.start()
+    # When the checkpoint runs: a first pass, then a second with the writer held
+    Checkpointer(ledger.engine, hold=hold).checkpoint()
+    writer.join(10)
+    with ledger.transaction() as conn:  # the next writer
+        _note(conn, "next")
+    # Then the log was started over: it holds the next writer's pages only
+    left = Checkpointer(ledger.engine).checkpoint()
+    assert 0 < left.log_pages < 10
+    assert _notes(ledger) == 83
 
 
 def test_the_checkpointer_stops_with_the_ledger(tmp_path: Path) -> None:

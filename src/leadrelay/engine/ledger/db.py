@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..batching import WriteQueue
 from ..errors import ConfigError
 from ..priority import BULK, LIVE, NORMAL, WriterLock, bulk, level
-from .checkpoints import Checkpointer
+from .checkpoints import BUSY_TIMEOUT_MS, Checkpointer
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The database URL schemes leadrelay runs on.
@@ -90,7 +90,7 @@ class Ledger:
         #: SQLite's WAL checkpoints, off the writers' commits (:mod:`.checkpoints`).
         self.checkpoints: Checkpointer | None = None
         if self.dialect == "sqlite" and _sqlite_path(url) not in ("", ":memory:"):
-            self.checkpoints = Checkpointer(self.engine)
+            self.checkpoints = Checkpointer(self.engine, hold=lambda: self.writer(BULK))
             self.checkpoints.start()
         if migrate:
             self.migrate()
@@ -290,6 +290,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA wal_autocheckpoint=0")  # the ledger's Checkpointer runs them
     cur.close()
