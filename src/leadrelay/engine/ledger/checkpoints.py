@@ -103,7 +103,6 @@ class Checkpointer:
             self._thread.join(10)
 
 
-
 def _passive(raw: Any) -> Checkpoint:
     """One PASSIVE checkpoint on the driver's connection ``raw``."""
     return _checkpoint(raw, "PASSIVE")
