@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from .priority import BULK, LIVE, LIVE_WORK, level
@@ -163,16 +163,17 @@ class WriteQueue:
         # priority (SQLite) orders their transactions.
         self._live: GroupCommit[tuple[int, Any], Any] = GroupCommit(self._run)
         self._bulk = GroupCommit(self._run) if bulk_line else self._live
+        self._lines = (self._live, self._bulk) if bulk_line else (self._live,)
 
     @property
     def batches(self) -> int:
         """Transactions run so far."""
-        return self._live.batches + (self._bulk.batches if self._bulk is not self._live else 0)
+        return sum(line.batches for line in self._lines)
 
     @property
     def items(self) -> int:
         """Writes they carried."""
-        return self._live.items + (self._bulk.items if self._bulk is not self._live else 0)
+        return sum(line.items for line in self._lines)
 
     def handle(self, kind: type[T], write: Callable[[Any, list[T]], Sequence[Any]]) -> None:
         """Write ``kind`` items with ``write(connection, items)``, one result per item.
@@ -193,14 +194,11 @@ class WriteQueue:
 
     def _run(self, queued: Sequence[tuple[int, Any]]) -> list[Any]:
         urgency = min(u for u, _ in queued)
-        if urgency == LIVE:
-            with LIVE_WORK.running():  # CPU-bound bulk threads pause meanwhile (priority.py)
-                return self._write(urgency, [item for _, item in queued])
-        return self._write(urgency, [item for _, item in queued])
-
-    def _write(self, urgency: int, items: list[Any]) -> list[Any]:
+        items = [item for _, item in queued]
         results: list[Any] = [None] * len(items)
-        with self._transaction(urgency) as conn:
+        # A live batch is live work: CPU-bound bulk threads pause meanwhile (priority.py).
+        with (LIVE_WORK.running() if urgency == LIVE else nullcontext()), \
+                self._transaction(urgency) as conn:
             for kind, write in list(self._kinds.items()):  # a part built meanwhile may add one
                 where = [i for i, item in enumerate(items) if type(item) is kind]
                 if where:

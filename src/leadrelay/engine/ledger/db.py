@@ -85,8 +85,9 @@ class Ledger:
         #: waits in line behind the other — and the queue that groups them into
         #: transactions.
         self.write_connection = self.held()
-        self.bulk_write_connection = self.held()
-        self.writes = WriteQueue(self._write_transaction, bulk_line=self._writer is not None)
+        sqlite = self._writer is not None
+        self.bulk_write_connection = self.held() if sqlite else self.write_connection
+        self.writes = WriteQueue(self._write_transaction, bulk_line=sqlite)
         #: SQLite's WAL checkpoints, off the writers' commits (:mod:`.checkpoints`).
         self.checkpoints: Checkpointer | None = None
         if self.dialect == "sqlite" and _sqlite_path(url) not in ("", ":memory:"):
